@@ -1,0 +1,18 @@
+"""The shared bottleneck: FSQ, residual FSQ and the VQ baseline."""
+
+from .base import QuantizerOutput, ResidualQuantizerOutput
+from .fsq import FSQ
+from .residual_fsq import ResidualFSQ
+from .stats import CodebookUsage, bits_per_token, code_counts
+from .vq import VectorQuantizer
+
+__all__ = [
+    "FSQ",
+    "ResidualFSQ",
+    "VectorQuantizer",
+    "QuantizerOutput",
+    "ResidualQuantizerOutput",
+    "CodebookUsage",
+    "bits_per_token",
+    "code_counts",
+]

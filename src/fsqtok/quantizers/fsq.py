@@ -1,0 +1,362 @@
+"""Finite Scalar Quantization (Mentzer et al. 2023, "Finite Scalar Quantization: VQ-VAE Made Simple").
+
+Each of ``d = len(levels)`` channels is bounded with ``tanh`` and rounded to one of
+``levels[i]`` values. The product of those grids is an implicit codebook of
+``prod(levels)`` codes: no codebook parameters, no codebook loss, nothing to collapse.
+Gradients pass straight through the rounding.
+
+The paper's reference (appendix A.1) computes, per channel with ``L`` levels::
+
+    half_l = (L - 1) * (1 + eps) / 2
+    offset = 0.5 if L is even else 0.0
+    shift  = atanh(offset / half_l)
+    bound(z)    = tanh(z + shift) * half_l - offset
+    quantize(z) = round_ste(bound(z)) / (L // 2)
+
+Two choices differ from the printed reference, on purpose:
+
+* ``shift`` uses ``atanh``; the reference's ``tan`` is a typo (``atanh`` makes ``bound(0) = 0``).
+* ``half_l`` uses ``(1 + eps)`` where the paper prints ``(1 - eps)``. With ``(1 - eps)`` and
+  ``L = 2``, ``offset / half_l > 1`` and ``shift`` is NaN; it also narrows the outermost bins.
+  ``(1 + eps)`` keeps ``shift`` finite for every ``L`` and lets a saturated ``tanh`` reach the
+  outermost codes. Rounding can never leave the grid as long as ``eps * (L - 1) < 1``, which
+  the constructor checks.
+
+Each channel's rounded value maps to a *digit* ``d = round(bound(z)) + L // 2`` in
+``[0, L)``; indices are the mixed-radix number ``sum_i d_i * basis_i`` with ``basis = [1, L0, L0*L1, ...]`` (first channel least significant),
+packed in int64 arithmetic. Everything runs in float32 with autocast off.
+
+``symmetric=True`` selects the symmetric grid of arXiv 2411.19842: ``L`` points evenly spaced in
+``[-1, 1]`` (``-1, -1 + 2/(L-1), ..., 1``), which also makes ``L = 2`` (a sign bit) meaningful.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from functools import cached_property
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .base import ChannelProjection, QuantizerOutput, check_channels, fp32_region
+
+INT64_MAX = 2**63 - 1
+
+
+class _Consts(NamedTuple):
+    """Per-channel float32 constants, shape ``(d,)``, on one device."""
+
+    shift: Tensor | None  # tanh input shift; None when every shift is 0
+    half_l: Tensor  # tanh output scale
+    offset: Tensor  # subtracted after scaling (0.5 for even L on the paper's grid)
+    round_bias: Tensor  # added before rounding: -offset (paper's grid) or the centre (symmetric grid)
+    center: Tensor | None  # symmetric grid only: rounded value of the zero point, (L - 1) / 2
+    half_width: Tensor  # rounded value -> normalized code: (q - center) / half_width
+    gain: Tensor  # d(code)/d(tanh) = half_l / half_width, for the backward pass
+    q_min: Tensor  # smallest rounded value: -(L // 2), or 0 on the symmetric grid
+    q_max: Tensor  # largest rounded value: (L - 1) // 2, or L - 1 on the symmetric grid
+    levels: Tensor  # int64 (d,)
+    basis: Tensor  # int64 (d,) mixed-radix place values
+    index_offset: int  # sum(digit_of(q=0) * basis): turns packed rounded values into indices
+
+
+class _BoundRound(torch.autograd.Function):
+    """Fused bound + round with a straight-through gradient.
+
+    Forward: ``t = tanh(z + shift)``, ``q = round(t * half_l + round_bias)``,
+    ``code = (q - center) / half_width``. On the paper's grid ``q`` is ``round(bound(z))``
+    and ``code`` is bit-identical to the reference ``round(bound(z)) / (L // 2)``.
+    Backward passes the gradient straight through the rounding:
+    ``dcode/dz = gain * (1 - t^2)``. One Function keeps a single saved tensor and avoids
+    the ``x + (round(x) - x).detach()`` detour.
+    """
+
+    @staticmethod
+    def forward(ctx, z: Tensor, shift: Tensor | None, half_l: Tensor, round_bias: Tensor,
+                center: Tensor | None, half_width: Tensor, gain: Tensor) -> tuple[Tensor, Tensor]:
+        t = torch.tanh(z + shift) if shift is not None else torch.tanh(z)
+        q = torch.addcmul(round_bias, t, half_l).round_()
+        codes = (q - center if center is not None else q) / half_width
+        ctx.save_for_backward(t, gain)
+        ctx.mark_non_differentiable(q)
+        return codes, q
+
+    @staticmethod
+    def backward(ctx, grad_codes: Tensor, grad_q: Tensor):  # noqa: ARG004 - q carries no gradient
+        t, gain = ctx.saved_tensors
+        grad = grad_codes * gain
+        return torch.addcmul(grad, grad * t, t, value=-1.0), None, None, None, None, None, None
+
+
+def _axis_view(x: Tensor, ndim: int, axis: int) -> Tensor:
+    """View a ``(d,)`` tensor so it broadcasts along ``axis`` of an ``ndim``-dim tensor."""
+    axis = axis % ndim
+    return x.view(-1, *([1] * (ndim - axis - 1)))
+
+
+class FSQ(nn.Module):
+    """Finite Scalar Quantizer.
+
+    Args:
+        levels: number of values per channel, e.g. ``[8, 5, 5, 5]`` (codebook 1000). Each >= 2;
+            ``2`` needs ``symmetric=True``. The paper recommends every level >= 5.
+        in_channels: channels of the features given to :meth:`forward`. When it differs from
+            ``len(levels)``, a linear projection maps in and back out (the output keeps
+            ``in_channels``). Defaults to ``len(levels)`` (no projection).
+        eps: margin of the ``tanh`` bound (see module docstring); needs ``eps * (L - 1) < 1``.
+        symmetric: use the symmetric grid ``linspace(-1, 1, L)`` (arXiv 2411.19842) instead of
+            the paper's centred integer grid.
+        channel_last: :meth:`forward` takes ``(B, *spatial, C)`` instead of ``(B, C, *spatial)``.
+
+    The methods :meth:`bound`, :meth:`quantize`, :meth:`codes_to_indices` and
+    :meth:`indices_to_codes` act on the **last axis** (of size ``len(levels)``), as in the
+    paper's code. :meth:`forward` and :meth:`decode_indices` act on conv features.
+    """
+
+    def __init__(
+        self,
+        levels: Sequence[int],
+        in_channels: int | None = None,
+        *,
+        eps: float = 1e-3,
+        symmetric: bool = False,
+        channel_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.levels = validate_levels(levels, eps=eps, symmetric=symmetric)
+        self.dim = len(self.levels)
+        self.in_channels = self.dim if in_channels is None else int(in_channels)
+        if self.in_channels < 1:
+            raise ValueError(f"FSQ: in_channels must be >= 1, got {in_channels}")
+        self.eps = float(eps)
+        self.symmetric = bool(symmetric)
+        self.channel_last = bool(channel_last)
+        self.codebook_size = math.prod(self.levels)
+        self.project_in = ChannelProjection(self.in_channels, self.dim, self.channel_last)
+        self.project_out = ChannelProjection(self.dim, self.in_channels, self.channel_last)
+        self._consts_cache: dict[torch.device, _Consts] = {}
+
+    def extra_repr(self) -> str:
+        return (f"levels={self.levels}, in_channels={self.in_channels}, codebook_size={self.codebook_size}, "
+                f"symmetric={self.symmetric}, channel_last={self.channel_last}")
+
+    # ------------------------------------------------------------------ constants
+    @cached_property
+    def _host_consts(self) -> _Consts:
+        """The constants on the CPU, computed once in float64 and stored as float32."""
+        L = torch.tensor(self.levels, dtype=torch.float64)
+        if self.symmetric:
+            half_l = (L - 1) / 2
+            offset = torch.zeros_like(L)
+            half_width = (L - 1) / 2
+        else:
+            half_l = (L - 1) * (1 + self.eps) / 2
+            offset = (L % 2 == 0).double() * 0.5
+            half_width = torch.floor(L / 2)
+        shift = torch.atanh(offset / half_l)
+        basis = torch.tensor([math.prod(self.levels[:i]) for i in range(self.dim)], dtype=torch.int64)
+        # digit (in [0, L)) of rounded value q: q + half_width on the paper's grid, q itself on the symmetric one
+        q0_digit = torch.zeros_like(L) if self.symmetric else half_width
+        return _Consts(
+            shift=shift.float() if bool((shift != 0).any()) else None,
+            half_l=half_l.float(),
+            offset=offset.float(),
+            round_bias=(half_width if self.symmetric else -offset).float(),
+            center=half_width.float() if self.symmetric else None,
+            half_width=half_width.float(),
+            gain=(half_l / half_width).float(),
+            q_min=(-q0_digit).float(),
+            q_max=(L - 1 - q0_digit).float(),
+            levels=torch.tensor(self.levels, dtype=torch.int64),
+            basis=basis,
+            index_offset=int((q0_digit.long() * basis).sum()),
+        )
+
+    def _consts(self, device: torch.device) -> _Consts:
+        """Constants on ``device``. They are plain float32 tensors, never module buffers, so
+        ``module.to(torch.bfloat16)`` cannot degrade them."""
+        c = self._consts_cache.get(device)
+        if c is None:
+            c = _Consts(*(t.to(device) if isinstance(t, Tensor) else t for t in self._host_consts))
+            self._consts_cache[device] = c
+        return c
+
+    # ------------------------------------------------------------------ last-axis API (paper)
+    def _round(self, z: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+        """``(codes, q)`` of float32 ``z`` along ``axis``: normalized codes carrying the
+        straight-through gradient, and the rounded values ``q`` that :meth:`_pack` packs."""
+        c = self._consts(z.device)
+        view = lambda t: None if t is None else _axis_view(t, z.ndim, axis)  # noqa: E731
+        return _BoundRound.apply(z, view(c.shift), view(c.half_l), view(c.round_bias), view(c.center),
+                                 view(c.half_width), view(c.gain))
+
+    def _snap(self, x: Tensor, axis: int) -> tuple[Tensor, Tensor]:
+        """``(codes, q)`` of normalized values ``x`` snapped to the nearest grid point (no ``tanh``,
+        clamped to the grid, no gradient): how residual stages quantize what is left over."""
+        c = self._consts(x.device)
+        view = lambda t: _axis_view(t, x.ndim, axis)  # noqa: E731
+        centered = self.symmetric
+        q = torch.round(x * view(c.half_width) + (view(c.center) if centered else 0))
+        q = torch.clamp(q, view(c.q_min), view(c.q_max))
+        codes = (q - view(c.center) if centered else q) / view(c.half_width)
+        return codes, q
+
+    def _normalized_bound(self, z: Tensor, axis: int) -> Tensor:
+        """``bound(z) / half_width`` along ``axis``: the continuous value that :meth:`quantize` rounds, in [-1, 1]."""
+        c = self._consts(z.device)
+        view = lambda t: _axis_view(t, z.ndim, axis)  # noqa: E731
+        t = torch.tanh(z + view(c.shift)) if c.shift is not None else torch.tanh(z)
+        return (t * view(c.half_l) - view(c.offset)) / view(c.half_width)
+
+    def bound(self, z: Tensor) -> Tensor:
+        """Bound ``z (..., d)`` so that rounding lands on the grid: ``tanh(z + shift) * half_l - offset``.
+
+        Returns float32 ``(..., d)``; rounding it gives integers in ``[-(L//2), (L-1)//2]``
+        (symmetric grid: half-integers in ``[-(L-1)/2, (L-1)/2]``).
+        """
+        self._check_last(z)
+        c = self._consts(z.device)
+        with fp32_region(z.device.type):
+            z = z.float()
+            t = torch.tanh(z + c.shift) if c.shift is not None else torch.tanh(z)
+            return t * c.half_l - c.offset
+
+    def quantize(self, z: Tensor) -> Tensor:
+        """Quantize ``z (..., d)`` to normalized codes in ``[-1, 1]`` (straight-through gradient)."""
+        self._check_last(z)
+        with fp32_region(z.device.type):
+            return self._round(z.float(), -1)[0]
+
+    def codes_to_indices(self, codes: Tensor) -> Tensor:
+        """Normalized codes ``(..., d)`` -> int64 indices ``(...)``."""
+        self._check_last(codes)
+        return self._pack(self._codes_to_q(codes), -1)
+
+    def indices_to_codes(self, indices: Tensor) -> Tensor:
+        """int64 indices ``(...)`` -> normalized float32 codes ``(..., d)``."""
+        return self._unpack_codes(indices, -1)
+
+    @property
+    def codebook(self) -> Tensor:
+        """The implicit codebook, float32 ``(codebook_size, d)``; built on first use, not stored."""
+        cached = getattr(self, "_codebook", None)
+        if cached is None:
+            if self.codebook_size > 2**24:
+                raise ValueError(f"codebook of {self.codebook_size} codes is too large to materialize")
+            cached = self.indices_to_codes(torch.arange(self.codebook_size))
+            self._codebook = cached
+        return cached
+
+    # ------------------------------------------------------------------ digits <-> indices
+    def _codes_to_q(self, codes: Tensor) -> Tensor:
+        """Normalized codes ``(..., d)`` -> rounded values ``q`` (float, integral), validated."""
+        c = self._consts(codes.device)
+        q = torch.round(codes.float() * c.half_width + (c.center if c.center is not None else 0))
+        digits = q if self.symmetric else q + c.half_width
+        if digits.numel() and bool(((digits < 0) | (digits >= c.levels)).any()):
+            raise ValueError("FSQ: codes lie outside [-1, 1]; codes_to_indices takes codes from quantize()")
+        return q
+
+    def _pack(self, q: Tensor, axis: int) -> Tensor:
+        """Rounded values ``q`` (integral floats) along ``axis`` -> int64 mixed-radix indices.
+
+        Integer arithmetic throughout: each channel's value is converted to int64 and added
+        with its place value, so no float rounding can corrupt an index. Shifting every
+        channel to its digit in ``[0, L)`` is folded into one constant added at the end.
+        """
+        c = self._consts(q.device)
+        basis = c.basis.tolist()
+        out = q.select(axis, 0).long()
+        for i in range(1, self.dim):
+            out.add_(q.select(axis, i).long(), alpha=basis[i])
+        return out.add_(c.index_offset) if c.index_offset else out
+
+    def _unpack_digits(self, indices: Tensor, axis: int) -> Tensor:
+        """int64 indices ``(B, *S)`` -> int64 digits in ``[0, L)`` with a new channel axis at ``axis``."""
+        if indices.is_floating_point() or indices.is_complex():
+            raise TypeError(f"FSQ: indices must be an integer tensor, got {indices.dtype}")
+        indices = indices.long()
+        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
+            raise ValueError(
+                f"FSQ: indices must lie in [0, {self.codebook_size}), got min {int(indices.min())}, "
+                f"max {int(indices.max())}"
+            )
+        c = self._consts(indices.device)
+        idx = indices.unsqueeze(axis)
+        return torch.div(idx, _axis_view(c.basis, idx.ndim, axis), rounding_mode="floor") % _axis_view(
+            c.levels, idx.ndim, axis)
+
+    def _unpack_codes(self, indices: Tensor, axis: int) -> Tensor:
+        """int64 indices -> normalized float32 codes ``(digit - half_width) / half_width``."""
+        digits = self._unpack_digits(indices, axis)
+        hw = _axis_view(self._consts(indices.device).half_width, digits.ndim, axis)
+        return (digits.float() - hw) / hw
+
+    # ------------------------------------------------------------------ conv-feature API
+    @property
+    def _channel_axis(self) -> int:
+        return -1 if self.channel_last else 1
+
+    def forward(self, z: Tensor) -> QuantizerOutput:
+        """Quantize conv features.
+
+        Args:
+            z: ``(B, in_channels, *spatial)`` (or ``(B, *spatial, in_channels)`` with
+                ``channel_last``), any float dtype.
+        Returns:
+            :class:`QuantizerOutput` with ``z_q`` of ``z``'s shape and dtype, int64
+            ``indices (B, *spatial)`` and ``loss == 0``.
+        """
+        check_channels(z, self.in_channels, self.channel_last, "FSQ")
+        with fp32_region(z.device.type):
+            h = self.project_in(z.float())
+            codes, q = self._round(h, self._channel_axis)
+            indices = self._pack(q, self._channel_axis)
+            z_q = self.project_out(codes).to(z.dtype)
+        return QuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),
+                               codebook_size=self.codebook_size)
+
+    def decode_indices(self, indices: Tensor) -> Tensor:
+        """int64 ``(B, *spatial)`` indices -> float32 ``z_q (B, in_channels, *spatial)`` (or channel-last)."""
+        with fp32_region(indices.device.type):
+            return self.project_out(self._unpack_codes(indices, self._channel_axis))
+
+    def _check_last(self, z: Tensor) -> None:
+        if z.ndim < 1 or z.shape[-1] != self.dim:
+            raise ValueError(f"FSQ: expected last axis of size {self.dim} (len(levels)), got shape {tuple(z.shape)}")
+
+
+def validate_levels(levels: Sequence[int], *, eps: float, symmetric: bool) -> list[int]:
+    """Check an FSQ level list and return it as ``list[int]``; warn about levels below 5."""
+    try:
+        levels = list(levels)
+    except TypeError:
+        raise TypeError(f"FSQ: levels must be a sequence of ints, got {levels!r}") from None
+    if not levels:
+        raise ValueError("FSQ: levels must not be empty, e.g. levels=[8, 5, 5, 5]")
+    for i, L in enumerate(levels):
+        if isinstance(L, bool) or not isinstance(L, int) and not (hasattr(L, "__index__")):
+            raise TypeError(f"FSQ: levels[{i}]={L!r} is not an int")
+        L = int(L)
+        if L < 2:
+            raise ValueError(f"FSQ: levels[{i}]={L} must be >= 2 (a channel with one level carries no information)")
+        if L == 2 and not symmetric:
+            raise ValueError(
+                f"FSQ: levels[{i}]=2 has no centred grid; pass symmetric=True (the symmetric FSQ of "
+                "arXiv 2411.19842) or use a level >= 3"
+            )
+        if not symmetric and eps * (L - 1) >= 1:
+            raise ValueError(f"FSQ: eps={eps} is too large for levels[{i}]={L}; need eps * (L - 1) < 1")
+    levels = [int(L) for L in levels]
+    if not 0 <= eps < 1:
+        raise ValueError(f"FSQ: eps must be in [0, 1), got {eps}")
+    if math.prod(levels) > INT64_MAX:
+        raise ValueError(f"FSQ: codebook size prod({levels}) exceeds what int64 indices can hold; use fewer levels")
+    if any(L < 5 for L in levels):
+        warnings.warn(
+            f"FSQ levels {levels} include values below 5, which the FSQ paper found to perform worse",
+            stacklevel=3,
+        )
+    return levels
