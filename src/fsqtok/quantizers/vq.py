@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ChannelProjection, QuantizerOutput, check_channels, fp32_region, from_channel_last, to_channel_last
+from .base import ChannelProjection, QuantizerOutput, channels_first, check_channels, fp32_region, restore_layout
 
 
 def _all_reduce_(t: Tensor) -> Tensor:
@@ -69,8 +69,8 @@ class VectorQuantizer(nn.Module):
         self.dead_code_threshold = float(dead_code_threshold)
         self.channel_last = bool(channel_last)
         self.eps = eps
-        self.project_in = ChannelProjection(self.in_channels, self.dim, self.channel_last)
-        self.project_out = ChannelProjection(self.dim, self.in_channels, self.channel_last)
+        self.project_in = ChannelProjection(self.in_channels, self.dim)
+        self.project_out = ChannelProjection(self.dim, self.in_channels)
         embed = torch.randn(self.codebook_size, self.dim)
         if ema_decay is None:
             self.embed = nn.Parameter(embed)
@@ -103,7 +103,7 @@ class VectorQuantizer(nn.Module):
         """
         check_channels(z, self.in_channels, self.channel_last, "VectorQuantizer")
         with fp32_region(z.device.type):
-            h = to_channel_last(self.project_in(z.float()), self.channel_last)  # (B, *S, D)
+            h = self.project_in(channels_first(z.float(), self.channel_last)).movedim(1, -1)  # (B, *S, D)
             flat = h.reshape(-1, self.dim)
             indices = self._nearest(flat.detach())
             e = F.embedding(indices, self.codebook)
@@ -113,7 +113,7 @@ class VectorQuantizer(nn.Module):
             elif self.training:
                 self._ema_update(flat.detach(), indices)
             q = flat + (e - flat).detach()  # straight-through
-            z_q = self.project_out(from_channel_last(q.view_as(h), self.channel_last)).to(z.dtype)
+            z_q = restore_layout(self.project_out(q.view_as(h).movedim(-1, 1)), self.channel_last).to(z.dtype)
         return QuantizerOutput(z_q=z_q, indices=indices.view(h.shape[:-1]), loss=loss,
                                codebook_size=self.codebook_size)
 
@@ -155,4 +155,4 @@ class VectorQuantizer(nn.Module):
             raise ValueError(f"VectorQuantizer: indices must lie in [0, {self.codebook_size})")
         with fp32_region(indices.device.type):
             q = F.embedding(indices.long(), self.codebook)
-            return self.project_out(from_channel_last(q, self.channel_last))
+            return restore_layout(self.project_out(q.movedim(-1, 1)), self.channel_last)

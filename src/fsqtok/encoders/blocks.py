@@ -1,0 +1,243 @@
+"""Building blocks shared by the modality networks.
+
+2D blocks follow the VQGAN/MaskGIT encoder-decoder (GroupNorm, SiLU, 3x3 convs, single-head
+mid attention). The padded 1D and causal 3D convolutions know how far they look back and
+ahead, and can run in streaming mode (:func:`streaming`): fed consecutive chunks, each keeps
+the tail of its input that its next output still needs, so a causal network encodes a long
+input chunk by chunk with bounded memory and the same outputs as one whole pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups of at least 2 channels each.
+
+    32 groups as in VQGAN when ``channels`` allows; narrow (tiny) layers get fewer, wider groups,
+    so a group never holds a single value when the feature map is 1x1.
+    """
+    groups = math.gcd(32, channels)
+    if groups == channels and channels > 1:
+        groups = math.gcd(32, channels // 2)
+    return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
+
+
+class ResBlock2d(nn.Module):
+    """Pre-activation residual block: (GroupNorm, SiLU, 3x3 conv) x 2, 1x1 skip when widths differ."""
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        return self.skip(x) + h
+
+
+class AttnBlock2d(nn.Module):
+    """Single-head self-attention over all positions of a ``(B, C, H, W)`` map, with a residual."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).flatten(2).transpose(1, 2).chunk(3, dim=-1)  # (B, HW, C) each
+        out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+        return x + self.proj(out.transpose(1, 2).reshape(b, c, h, w))
+
+
+class Downsample2d(nn.Module):
+    """Halve H and W with a stride-2 3x3 conv, padded (0, 1) on the right/bottom as in VQGAN."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Upsample2d(nn.Module):
+    """Double H and W: nearest-neighbour upsampling then a 3x3 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class PaddedConv1d(nn.Conv1d):
+    """A 1D conv that pads its own input so that ``T`` (a multiple of ``stride``) becomes ``T / stride``.
+
+    ``causal=True`` puts all the padding on the left, so output ``i`` sees input up to the end of
+    its own stride block and nothing later (SEANet/EnCodec streaming convs).
+
+    Attributes:
+        lookback: input steps before an output's stride block that it depends on.
+        lookahead: input steps after an output's stride block that it depends on (0 if causal).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        dilation: int = 1,
+        causal: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation)
+        total = (kernel_size - 1) * dilation + 1 - stride
+        if total < 0:
+            raise ValueError(f"PaddedConv1d: kernel_size={kernel_size} is smaller than stride={stride}")
+        self.lookahead = 0 if causal else total // 2
+        self.lookback = total - self.lookahead
+        self._streaming = False
+        self._cache: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self._streaming:
+            return super().forward(F.pad(x, (self.lookback, self.lookahead)))
+        x = F.pad(x, (self.lookback, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
+        span = self.dilation[0] * (self.kernel_size[0] - 1) + 1
+        n_out = max(0, (x.shape[-1] - span) // self.stride[0] + 1)
+        self._cache = x[..., n_out * self.stride[0] :].clone()
+        if n_out == 0:
+            return x.new_zeros(x.shape[0], self.out_channels, 0)
+        return super().forward(x)
+
+
+class PaddedConvTranspose1d(nn.ConvTranspose1d):
+    """A transposed 1D conv that maps ``T`` steps to exactly ``T * stride``.
+
+    The ``kernel_size - stride`` extra output steps are trimmed on the right when causal (so
+    an output never depends on a later input), split evenly otherwise.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, causal: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride)
+        total = kernel_size - stride
+        if total < 0:
+            raise ValueError(f"PaddedConvTranspose1d: kernel_size={kernel_size} is smaller than stride={stride}")
+        self.trim_left = 0 if causal else total // 2
+        self.trim_right = total - self.trim_left
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = super().forward(x)
+        return y[..., self.trim_left : y.shape[-1] - self.trim_right]
+
+
+def context_1d(module: nn.Module) -> tuple[int, int, int]:
+    """``(lookback, lookahead, hop)`` in input samples of a sequential stack of :class:`PaddedConv1d`.
+
+    Walks the convs in registration order (the order data flows through an encoder built as a
+    sequence), so it is exact for chains and an upper bound for residual branches.
+    """
+    lookback = lookahead = 0
+    hop = 1
+    for m in module.modules():
+        if isinstance(m, PaddedConv1d):
+            lookback += m.lookback * hop
+            lookahead += m.lookahead * hop
+            hop *= m.stride[0]
+    return lookback, lookahead, hop
+
+
+class CausalConv3d(nn.Conv3d):
+    """A 3D conv, causal in time, on ``(B, C, T, H, W)``.
+
+    Time is padded on the left with ``kernel_t - 1`` copies of the first frame, so a kernel-3,
+    stride-2 layer maps ``1 + 2k`` frames to ``1 + k`` and its first output sees frame 0 alone
+    (MAGVIT-v2 / Cosmos). Space is zero-padded: ``kernel // 2`` each side at stride 1, ``(0, 1)``
+    at stride 2 (VQGAN's downsampling).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+    ) -> None:
+        kt, kh, kw = (kernel_size,) * 3 if isinstance(kernel_size, int) else kernel_size
+        st, sh, sw = (stride,) * 3 if isinstance(stride, int) else stride
+        if sh != sw or sh not in (1, 2) or st not in (1, 2) or (st == 2 and kt < 2):
+            raise ValueError(f"CausalConv3d: unsupported stride {(st, sh, sw)} for kernel {(kt, kh, kw)}")
+        super().__init__(in_channels, out_channels, (kt, kh, kw), stride=(st, sh, sw))
+        self.time_lookback = kt - 1
+        self.time_stride = st
+        if sh == 1:
+            self.spatial_pad = (kw // 2, kw // 2, kh // 2, kh // 2)
+        else:
+            self.spatial_pad = (0, kw - 2, 0, kh - 2)
+        self._streaming = False
+        self._cache: Tensor | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self._streaming and self._cache is not None:
+            x = torch.cat([self._cache, x], dim=2)
+        elif self.time_lookback:
+            first = x[:, :, :1].expand(-1, -1, self.time_lookback, -1, -1)
+            x = torch.cat([first, x], dim=2)
+        if self._streaming:
+            n_out = max(0, (x.shape[2] - self.kernel_size[0]) // self.time_stride + 1)
+            self._cache = x[:, :, n_out * self.time_stride :].clone()
+            if n_out == 0:
+                return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
+        return super().forward(F.pad(x, (*self.spatial_pad, 0, 0)))
+
+    def _out_hw(self, x: Tensor) -> tuple[int, int]:
+        l, r, t, b = self.spatial_pad
+        h = (x.shape[3] + t + b - self.kernel_size[1]) // self.stride[1] + 1
+        w = (x.shape[4] + l + r - self.kernel_size[2]) // self.stride[2] + 1
+        return h, w
+
+
+def time_context_3d(module: nn.Module) -> tuple[int, int]:
+    """``(lookback_frames, temporal_stride)`` of a sequential stack of :class:`CausalConv3d`."""
+    lookback = 0
+    stride = 1
+    for m in module.modules():
+        if isinstance(m, CausalConv3d):
+            lookback += m.time_lookback * stride
+            stride *= m.time_stride
+    return lookback, stride
+
+
+@contextlib.contextmanager
+def streaming(module: nn.Module) -> Iterator[None]:
+    """Run ``module``'s causal convs in streaming mode while inside the block.
+
+    Feed consecutive chunks along time to ``module``; the outputs, concatenated, equal one pass
+    over the whole input. Chunks should be multiples of the module's total stride (the first
+    video chunk ``1 + k * tau`` frames). Needs causal convs (no lookahead).
+    """
+    convs = [m for m in module.modules() if isinstance(m, (PaddedConv1d, CausalConv3d))]
+    if any(getattr(m, "lookahead", 0) for m in convs):
+        raise ValueError("streaming needs causal convolutions (causal=True)")
+    for m in convs:
+        m._streaming, m._cache = True, None
+    try:
+        yield
+    finally:
+        for m in convs:
+            m._streaming, m._cache = False, None

@@ -1,0 +1,32 @@
+"""Modality tokenizers: encoder + FSQ / residual-FSQ bottleneck + decoder, with Hub save/load."""
+
+from .audio import AudioConfig, AudioTokenizer
+from .base import (
+    CheckpointError,
+    ConfigError,
+    Tokenizer,
+    TokenizerConfig,
+    TokenizerOutput,
+    load_tokenizer,
+)
+from .depth import DepthConfig, DepthOutput, DepthTokenizer
+from .image import ImageConfig, ImageTokenizer
+from .video import VideoConfig, VideoTokenizer
+
+__all__ = [
+    "AudioConfig",
+    "AudioTokenizer",
+    "CheckpointError",
+    "ConfigError",
+    "DepthConfig",
+    "DepthOutput",
+    "DepthTokenizer",
+    "ImageConfig",
+    "ImageTokenizer",
+    "Tokenizer",
+    "TokenizerConfig",
+    "TokenizerOutput",
+    "VideoConfig",
+    "VideoTokenizer",
+    "load_tokenizer",
+]

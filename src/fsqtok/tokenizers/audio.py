@@ -1,0 +1,206 @@
+"""Audio tokenizer: causal SEANet/DAC conv encoder, residual FSQ, conv decoder.
+
+Waveforms are ``(B, C, T)`` at ``config.sample_rate`` (other rates are resampled with
+``torchaudio.functional.resample`` when ``sample_rate=`` is given). ``channels="mono"`` mixes
+down to one channel; ``"independent"`` tokenizes every channel on its own and adds a channel
+axis to the tokens. With residual FSQ the bitrate is chosen at decode time
+(``decode(indices, num_stages=k)``), and a causal model encodes long audio in chunks
+(:meth:`AudioTokenizer.encode_chunked`) with exactly the tokens of one whole pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..encoders.audio import AudioDecoder, AudioEncoder
+from ..encoders.blocks import streaming
+from .base import Tokenizer, TokenizerConfig, TokenizerOutput
+
+
+@dataclass(frozen=True)
+class AudioConfig(TokenizerConfig):
+    """:class:`AudioTokenizer` config. Defaults: a tiny causal model, 16 kHz, 50 tokens/s, 4 residual FSQ stages."""
+
+    quantizer: str = "rfsq"
+    num_stages: int = 4  # 4 x log2(1000) bits x 50 tokens/s ~ 2 kbit/s
+    quantize_dropout: bool = True  # train every prefix of stages, so any prefix decodes well
+    sample_rate: int = 16000  # Hz of the waveforms the model takes and returns
+    channels: str = "mono"  # "mono" (mix down) or "independent" (each channel tokenized on its own)
+    base_channels: int = 8  # width after the input conv; doubles at every stride (DAC: 64)
+    strides: tuple[int, ...] = (2, 4, 5, 8)  # product = samples per token (320 -> 50 tokens/s at 16 kHz)
+    dilations: tuple[int, ...] = (1, 3, 9)  # of the residual units in each block
+    causal: bool = True  # left padding only: streaming and chunked encoding
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._check_int("sample_rate", minimum=1)
+        self._check_choice("channels", ("mono", "independent"))
+        self._check_int("base_channels", minimum=1)
+        self._check_ints("strides", minimum=1)
+        self._check_ints("dilations", minimum=1)
+        self._check_bool("causal")
+
+
+class AudioTokenizer(Tokenizer):
+    """Waveforms ``(B, C, T)`` <-> int64 tokens ``(B, S, N)`` (``(B, C, S, N)`` with independent channels).
+
+    Example::
+
+        tok = AudioTokenizer()                          # 16 kHz, 50 tokens/s, 4 stages
+        idx = tok.encode(wav, sample_rate=44100)         # resampled to 16 kHz first
+        low = tok.decode(idx, num_stages=2)              # half the bitrate
+    """
+
+    modality: ClassVar[str] = "audio"
+    config_class: ClassVar[type[TokenizerConfig]] = AudioConfig
+    grid_ndim: ClassVar[int] = 1
+    axis_names: ClassVar[tuple[str, ...]] = ("B", "C", "T")
+    config: AudioConfig
+
+    def __init__(self, config: AudioConfig | None = None) -> None:
+        super().__init__(config)
+        c = self.config
+        arch = dict(
+            latent_channels=self.latent_channels,
+            base_channels=c.base_channels,
+            strides=c.strides,
+            dilations=c.dilations,
+            causal=c.causal,
+        )
+        self.encoder = AudioEncoder(1, **arch)
+        self.decoder = AudioDecoder(1, **arch)
+
+    @property
+    def layout(self) -> str:  # type: ignore[override]
+        return f"(B, C, T) waveform at {self.config.sample_rate} Hz"
+
+    # -- rates
+    @property
+    def hop_length(self) -> int:
+        """Samples per token: ``prod(strides)``."""
+        return math.prod(self.config.strides)
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Token positions per second of audio (per channel; each carries ``num_stages`` indices)."""
+        return self.config.sample_rate / self.hop_length
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second with every stage: ``tokens_per_second * num_stages * log2(codebook_size)``."""
+        return self.bitrate_at(self.num_stages)
+
+    def bitrate_at(self, num_stages: int) -> float:
+        """Bits per second when decoding from the first ``num_stages`` stages."""
+        if not 1 <= num_stages <= self.num_stages:
+            self._fail(f"num_stages must be in [1, {self.num_stages}], got {num_stages}")
+        return self.tokens_per_second * num_stages * self.bits_per_token
+
+    def _compression(self) -> str:
+        return f"{self.hop_length}x (temporal; {self.tokens_per_second:g} tokens/s at {self.config.sample_rate} Hz)"
+
+    def _rates(self) -> dict[str, Any]:
+        return {
+            "sample_rate": self.config.sample_rate,
+            "tokens_per_second": self.tokens_per_second,
+            "bitrate_bps": round(self.bitrate, 2),
+            "causal": self.config.causal,
+        }
+
+    # -- shapes and tokens
+    @property
+    def _independent(self) -> bool:
+        return self.config.channels == "independent"
+
+    @property
+    def _extra_token_axes(self) -> int:
+        return int(self._independent)
+
+    def _resampled_length(self, length: int, sample_rate: int | None) -> int:
+        sr = self._check_rate(sample_rate)
+        if sr == self.config.sample_rate:
+            return length
+        g = math.gcd(sr, self.config.sample_rate)
+        return math.ceil(length * (self.config.sample_rate // g) / (sr // g))
+
+    def _check_rate(self, sample_rate: int | None) -> int:
+        if sample_rate is None:
+            return self.config.sample_rate
+        if isinstance(sample_rate, bool) or not isinstance(sample_rate, int) or sample_rate < 1:
+            self._fail(f"sample_rate must be a positive int, got {sample_rate!r}")
+        return sample_rate
+
+    def tokens_shape(self, input_shape: Sequence[int], sample_rate: int | None = None) -> tuple[int, ...]:
+        """``(B, C, T)`` -> ``(B, [C,] [S,] ceil(T' / hop))`` where ``T'`` is ``T`` after resampling."""
+        b, c, t = self._check_shape(input_shape, None)
+        n = math.ceil(self._resampled_length(t, sample_rate) / self.hop_length)
+        return self._tokens_for_grid((b, c) if self._independent else (b,), (n,))
+
+    def _fold_tokens(self, indices: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        if not self._independent:
+            return indices, {}
+        b, c = indices.shape[:2]
+        return indices.flatten(0, 1), {"batch": b, "channels": c}
+
+    def _unfold_tokens(self, indices: Tensor, ctx: dict[str, Any]) -> Tensor:
+        if not self._independent:
+            return indices
+        return indices.reshape(ctx["batch"], ctx["channels"], *indices.shape[1:])
+
+    # -- template hooks
+    def _prepare(self, x: Tensor, sample_rate: int | None = None) -> tuple[Tensor, dict[str, Any]]:
+        self._check_tensor(x, None)
+        sr = self._check_rate(sample_rate)
+        if sr != self.config.sample_rate:
+            import torchaudio.functional as AF
+
+            x = AF.resample(x.float(), sr, self.config.sample_rate)
+        b, c, t = x.shape
+        ctx = {"input_shape": (b, c, t), "batch": b, "channels": c}
+        x = x.to(self._dtype)
+        x = x.reshape(b * c, 1, t) if self._independent else x.mean(dim=1, keepdim=True)
+        pad = -t % self.hop_length
+        return (F.pad(x, (0, pad)) if pad else x), ctx
+
+    def _restore(self, y: Tensor, ctx: dict[str, Any]) -> Tensor:
+        shape = ctx.get("input_shape")
+        if shape is not None:
+            y = y[..., : shape[-1]]
+        if self._independent:
+            y = y.reshape(ctx["batch"], ctx["channels"], y.shape[-1])
+        return y
+
+    # -- entry points with a sample rate
+    @torch.no_grad()
+    def encode(self, x: Tensor, sample_rate: int | None = None) -> Tensor:  # type: ignore[override]
+        """Waveform ``(B, C, T)`` (at ``sample_rate``, default the config's) -> int64 tokens."""
+        return self._encode_prepared(*self._prepare(x, sample_rate))
+
+    def forward(self, x: Tensor, sample_rate: int | None = None) -> TokenizerOutput:  # type: ignore[override]
+        """Encode, quantize and decode; the reconstruction is at ``config.sample_rate``."""
+        return self._forward_prepared(*self._prepare(x, sample_rate))
+
+    @torch.no_grad()
+    def encode_chunked(self, x: Tensor, chunk_tokens: int = 50, sample_rate: int | None = None) -> Tensor:
+        """Encode long audio ``chunk_tokens`` tokens at a time; the result equals :meth:`encode`.
+
+        The causal convs run in streaming mode, each keeping the few past samples it still
+        needs, so activation memory is bounded by the chunk length, not the input length.
+        """
+        if not self.config.causal:
+            self._fail("encode_chunked needs a causal model (config.causal=True)")
+        if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
+            self._fail(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
+        x_net, ctx = self._prepare(x, sample_rate)
+        parts = []
+        with streaming(self.encoder), self._all_stages():
+            for chunk in x_net.split(chunk_tokens * self.hop_length, dim=-1):
+                parts.append(self.quantizer(self.encoder(chunk)).indices)
+        return self._unfold_tokens(torch.cat(parts, dim=-1), ctx)

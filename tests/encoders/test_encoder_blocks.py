@@ -1,0 +1,111 @@
+"""Shared blocks: length contracts of the padded convs, causality, and streaming == one pass."""
+
+import pytest
+import torch
+
+from fsqtok.encoders.blocks import (
+    AttnBlock2d,
+    CausalConv3d,
+    Downsample2d,
+    PaddedConv1d,
+    PaddedConvTranspose1d,
+    ResBlock2d,
+    Upsample2d,
+    context_1d,
+    group_norm,
+    streaming,
+)
+
+
+def test_2d_blocks_shapes():
+    x = torch.randn(2, 8, 12, 20)
+    assert ResBlock2d(8, 16)(x).shape == (2, 16, 12, 20)
+    assert AttnBlock2d(8)(x).shape == x.shape
+    assert Downsample2d(8)(x).shape == (2, 8, 6, 10)
+    assert Upsample2d(8)(x).shape == (2, 8, 24, 40)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("kernel,stride,dilation", [(7, 1, 1), (7, 1, 9), (8, 4, 1), (10, 5, 1), (3, 1, 1)])
+def test_padded_conv1d_maps_t_to_t_over_stride(kernel, stride, dilation, causal):
+    conv = PaddedConv1d(2, 3, kernel, stride=stride, dilation=dilation, causal=causal)
+    assert conv(torch.randn(1, 2, 40 * stride)).shape == (1, 3, 40)
+    total = (kernel - 1) * dilation + 1 - stride
+    assert conv.lookback + conv.lookahead == total
+    assert conv.lookahead == (0 if causal else total // 2)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_padded_conv_transpose1d_maps_t_to_t_times_stride(causal):
+    conv = PaddedConvTranspose1d(3, 2, 10, stride=5, causal=causal)
+    assert conv(torch.randn(1, 3, 7)).shape == (1, 2, 35)
+
+
+def test_causal_conv1d_ignores_the_future():
+    torch.manual_seed(0)
+    conv = PaddedConv1d(1, 1, 8, stride=4)
+    x = torch.randn(1, 1, 64)
+    y = conv(x)
+    x2 = x.clone()
+    x2[..., 33:] += 1.0  # samples of output blocks 8 and later
+    y2 = conv(x2)
+    assert torch.equal(y[..., :8], y2[..., :8]) and not torch.equal(y, y2)
+
+
+def test_context_1d_of_a_chain():
+    net = torch.nn.Sequential(PaddedConv1d(1, 1, 7), PaddedConv1d(1, 1, 4, stride=2), PaddedConv1d(1, 1, 3))
+    lookback, lookahead, hop = context_1d(net)
+    assert (lookback, lookahead, hop) == (6 + 2 + 2 * 2, 0, 2)
+
+
+def test_causal_conv3d_maps_1_plus_2k_frames_to_1_plus_k():
+    conv = CausalConv3d(3, 4, 3, stride=(2, 2, 2))
+    for k in range(4):
+        assert conv(torch.randn(1, 3, 1 + 2 * k, 8, 8)).shape == (1, 4, 1 + k, 4, 4)
+    assert CausalConv3d(3, 4, 3)(torch.randn(1, 3, 5, 7, 9)).shape == (1, 4, 5, 7, 9)
+
+
+def test_causal_conv3d_first_output_sees_only_frame_0():
+    torch.manual_seed(0)
+    conv = CausalConv3d(2, 2, 3, stride=(2, 1, 1))
+    x = torch.randn(1, 2, 5, 6, 6)
+    x2 = x.clone()
+    x2[:, :, 1:] = torch.randn_like(x2[:, :, 1:])
+    assert torch.equal(conv(x)[:, :, 0], conv(x2)[:, :, 0])
+
+
+def test_streaming_equals_one_pass_1d():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(PaddedConv1d(1, 4, 7, dilation=3), PaddedConv1d(4, 4, 8, stride=4), PaddedConv1d(4, 2, 3))
+    x = torch.randn(2, 1, 4 * 30)
+    with torch.no_grad():
+        whole = net(x)
+        with streaming(net):
+            parts = [net(c) for c in x.split(4 * 7, dim=-1)]
+        again = net(x)  # streaming state is cleared on exit
+    torch.testing.assert_close(torch.cat(parts, dim=-1), whole, rtol=0, atol=1e-6)
+    assert torch.equal(again, whole)
+
+
+def test_streaming_equals_one_pass_3d():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(CausalConv3d(2, 4, 3), CausalConv3d(4, 4, 3, stride=(2, 2, 2)), CausalConv3d(4, 2, 1))
+    x = torch.randn(1, 2, 1 + 2 * 6, 8, 8)
+    with torch.no_grad():
+        whole = net(x)
+        with streaming(net):
+            parts = [net(x[:, :, :3])] + [net(c) for c in x[:, :, 3:].split(4, dim=2)]
+    torch.testing.assert_close(torch.cat(parts, dim=2), whole, rtol=0, atol=1e-5)
+
+
+def test_streaming_rejects_non_causal_convs():
+    with pytest.raises(ValueError, match="causal"):
+        with streaming(PaddedConv1d(1, 1, 7, causal=False)):
+            pass
+
+
+@pytest.mark.parametrize("channels,groups", [(2, 1), (8, 4), (32, 16), (48, 16), (64, 32), (512, 32)])
+def test_group_norm_never_has_single_channel_groups(channels, groups):
+    norm = group_norm(channels)
+    assert norm.num_groups == groups
+    assert torch.isfinite(norm(torch.randn(1, channels, 1, 1))).all()  # a 1x1 map of batch 1 still works

@@ -1,0 +1,223 @@
+"""Hub save/load: local round trips, offline Hub cache, strict loading, model cards, push_to_hub."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import fsqtok
+from fsqtok.tokenizers import (
+    AudioConfig,
+    AudioTokenizer,
+    CheckpointError,
+    ConfigError,
+    DepthTokenizer,
+    ImageTokenizer,
+    Tokenizer,
+    VideoConfig,
+    VideoTokenizer,
+    load_tokenizer,
+)
+
+SRC = Path(fsqtok.__file__).resolve().parents[1]
+
+CASES = {
+    "image": (ImageTokenizer, lambda: torch.rand(1, 3, 24, 40) * 2 - 1),
+    "depth": (DepthTokenizer, lambda: torch.rand(1, 1, 24, 40) * 10),
+    "audio": (AudioTokenizer, lambda: torch.randn(1, 1, 3000) * 0.2),
+    "video": (VideoTokenizer, lambda: torch.rand(1, 3, 5, 16, 16) * 2 - 1),
+}
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    """One saved folder per modality, with the input and the tokens it gave."""
+    torch.manual_seed(0)
+    out = {}
+    for modality, (cls, make) in CASES.items():
+        tok = cls().eval()
+        x = make()
+        folder = tmp_path_factory.mktemp(modality)
+        tok.save_pretrained(folder)
+        out[modality] = (tok, x, tok.encode(x), folder)
+    return out
+
+
+@pytest.mark.parametrize("modality", list(CASES))
+def test_local_round_trip_gives_identical_tokens(saved, modality):
+    tok, x, idx, folder = saved[modality]
+    assert sorted(os.listdir(folder)) == ["README.md", "config.json", "model.safetensors"]
+    for loader in (type(tok).from_pretrained, load_tokenizer, fsqtok.load_tokenizer, Tokenizer.from_pretrained):
+        loaded = loader(folder)
+        assert type(loaded) is type(tok) and loaded.config == tok.config and not loaded.training
+        assert torch.equal(loaded.encode(x), idx)
+    state, loaded_state = tok.state_dict(), loaded.state_dict()
+    assert state.keys() == loaded_state.keys() and all(torch.equal(state[k], loaded_state[k]) for k in state)
+
+
+@pytest.mark.parametrize("modality", list(CASES))
+def test_config_json_and_model_card(saved, modality):
+    tok, _, _, folder = saved[modality]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["modality"] == modality and config["fsqtok_version"] == fsqtok.__version__
+    assert {k: v for k, v in config.items() if k not in ("modality", "fsqtok_version")} == tok.config.to_dict()
+    card = (folder / "README.md").read_text()
+    assert "library_name: fsqtok" in card and f"# fsqtok {modality} tokenizer" in card
+    assert tok.summary()["compression"] in card
+    assert ("bitrate bps" if modality == "audio" else "bits per pixel") in card
+
+
+def test_non_default_config_round_trip(tmp_path):
+    cfg = VideoConfig(quantizer="rfsq", num_stages=2, levels=(8, 5, 5, 5), latent_channels=6, base_channels=4,
+                      temporal_downsample=(True, False, True), mid_attention=True)
+    tok = VideoTokenizer(cfg).eval()
+    tok.save_pretrained(tmp_path)
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.config == cfg
+    x = torch.rand(1, 3, 5, 16, 16) * 2 - 1
+    assert torch.equal(loaded.encode(x), tok.encode(x))
+
+
+def _copy(folder: Path, dest: Path) -> Path:
+    dest.mkdir()
+    for f in folder.iterdir():
+        (dest / f.name).write_bytes(f.read_bytes())
+    return dest
+
+
+def test_missing_weight_is_an_error(saved, tmp_path):
+    folder = _copy(saved["image"][3], tmp_path / "m")
+    state = load_file(folder / "model.safetensors")
+    del state["decoder.conv_out.bias"]
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"missing: decoder.conv_out.bias"):
+        ImageTokenizer.from_pretrained(folder)
+
+
+def test_unexpected_weight_is_an_error(saved, tmp_path):
+    folder = _copy(saved["audio"][3], tmp_path / "u")
+    state = load_file(folder / "model.safetensors")
+    state["extra.weight"] = torch.zeros(3)
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"unexpected: extra.weight"):
+        load_tokenizer(folder)
+
+
+def test_weights_for_another_config_are_an_error(saved, tmp_path):
+    folder = _copy(saved["image"][3], tmp_path / "s")
+    config = json.loads((folder / "config.json").read_text())
+    config["base_channels"] = 8
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="shape mismatch"):
+        load_tokenizer(folder)
+
+
+@pytest.mark.parametrize(
+    "edit,match",
+    [
+        ({"levels": [1, 5]}, r"ImageConfig.levels"),
+        ({"quantizer": "vq"}, r"ImageConfig.quantizer: must be one of"),
+        ({"num_stages": 3}, r"ImageConfig.num_stages: must be 1 for quantizer='fsq'"),
+        ({"channel_mult": []}, r"ImageConfig.channel_mult"),
+        ({"base_chanels": 8}, r"unknown field\(s\) base_chanels"),
+        ({"modality": "speech"}, r"unknown modality 'speech'"),
+    ],
+)
+def test_invalid_config_json_is_rejected(saved, tmp_path, edit, match):
+    folder = _copy(saved["image"][3], tmp_path / "c")
+    config = json.loads((folder / "config.json").read_text())
+    config.update(edit)
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=match) as info:
+        load_tokenizer(folder)
+    assert "\n" not in str(info.value)
+
+
+def test_wrong_modality_class_is_an_error(saved):
+    with pytest.raises(CheckpointError, match="is for a 'image' tokenizer, not 'audio'"):
+        AudioTokenizer.from_pretrained(saved["image"][3])
+
+
+def test_pickled_weights_are_never_loaded(saved, tmp_path):
+    folder = _copy(saved["image"][3], tmp_path / "p")
+    (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
+    with pytest.raises(CheckpointError, match="safetensors only"):
+        load_tokenizer(folder)
+
+
+def test_folder_without_config(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_tokenizer(tmp_path)
+
+
+def test_repo_id_from_offline_hub_cache(saved, tmp_path):
+    """A repo id resolves from a pre-filled cache with HF_HUB_OFFLINE=1 (constants are read at import: subprocess)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--fsqtok-test--tiny-audio"
+    snapshot = repo / "snapshots" / commit
+    snapshot.parent.mkdir(parents=True)
+    _copy(saved["audio"][3], snapshot)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    tok, x, idx, _ = saved["audio"]
+    torch.save({"x": x, "idx": idx}, tmp_path / "io.pt")
+    script = f"""
+import torch, fsqtok
+from fsqtok.tokenizers import AudioTokenizer
+io = torch.load({str(tmp_path / 'io.pt')!r})
+tok = fsqtok.load_tokenizer("fsqtok-test/tiny-audio")
+assert type(tok) is AudioTokenizer, type(tok)
+assert torch.equal(tok.encode(io["x"]), io["idx"])
+assert torch.equal(AudioTokenizer.from_pretrained("fsqtok-test/tiny-audio").encode(io["x"]), io["idx"])
+try:
+    fsqtok.load_tokenizer("fsqtok-test/not-in-cache")
+except FileNotFoundError as e:  # huggingface_hub's LocalEntryNotFoundError
+    print("MISSING", type(e).__name__)
+print("OK")
+"""
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_CACHE": str(tmp_path / "hub"),
+        "HF_HOME": str(tmp_path / "home"),
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "OK" in result.stdout and "MISSING" in result.stdout
+
+
+def test_push_to_hub_uploads_the_saved_folder(saved, monkeypatch):
+    """push_to_hub goes through the mixin: same files as save_pretrained (the Hub API is faked, no network)."""
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            uploaded["files"] = sorted(os.listdir(folder_path))
+            uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
+    tok = saved["depth"][0]
+    tok.push_to_hub("someone/tiny-depth")
+    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
+    assert uploaded["config"]["modality"] == "depth"
+
+
+def test_config_must_match_the_class():
+    with pytest.raises(TypeError, match="config must be AudioConfig, got VideoConfig"):
+        AudioTokenizer(VideoConfig())
+    assert AudioTokenizer(AudioConfig(num_stages=2)).num_stages == 2
