@@ -83,20 +83,23 @@ class _BoundRound(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, z: Tensor, two_shift: Tensor | None, s_scale: Tensor, s_bias: Tensor,
-                inv_half_width: Tensor, code_bias: Tensor | None, grad_gain: Tensor) -> tuple[Tensor, Tensor]:
+                inv_half_width: Tensor, code_bias: Tensor | None, grad_gain: Tensor,
+                want_error: bool) -> tuple[Tensor, Tensor, Tensor | None]:
         s = (torch.add(two_shift, z, alpha=2.0) if two_shift is not None else z * 2.0).sigmoid_()
-        q = (s * s_scale).add_(s_bias).round_()
+        b = (s * s_scale).add_(s_bias)
+        q = torch.round(b) if want_error else b.round_()
+        error = b.sub_(q) if want_error else None  # rounding error, for residual stages
         codes = q * inv_half_width
         if code_bias is not None:
             codes.add_(code_bias)
         ctx.save_for_backward(s, grad_gain)
-        ctx.mark_non_differentiable(q)
-        return codes, q
+        ctx.mark_non_differentiable(q, *([error] if want_error else []))
+        return codes, q, error
 
     @staticmethod
-    def backward(ctx, grad_codes: Tensor, grad_q: Tensor):  # noqa: ARG004 - q carries no gradient
+    def backward(ctx, grad_codes: Tensor, *_: Tensor):  # q and the rounding error carry no gradient
         s, grad_gain = ctx.saved_tensors
-        return (grad_codes * grad_gain).mul_(s - s * s), None, None, None, None, None, None
+        return (grad_codes * grad_gain).mul_(s - s * s), None, None, None, None, None, None, None
 
 
 def _axis_view(x: Tensor, ndim: int, axis: int) -> Tensor:
@@ -196,13 +199,14 @@ class FSQ(nn.Module):
         return c
 
     # ------------------------------------------------------------------ last-axis API (paper)
-    def _round(self, z: Tensor, axis: int) -> tuple[Tensor, Tensor]:
-        """``(codes, q)`` of float32 ``z`` along ``axis``: normalized codes carrying the
-        straight-through gradient, and the rounded values ``q`` that :meth:`_pack` packs."""
+    def _round(self, z: Tensor, axis: int, want_error: bool = False) -> tuple[Tensor, Tensor, Tensor | None]:
+        """``(codes, q, error)`` of float32 ``z`` along ``axis``: normalized codes carrying the
+        straight-through gradient, the rounded values ``q`` that :meth:`_pack` packs, and (when
+        ``want_error``) the rounding error ``bound(z) - round(bound(z))`` for residual stages."""
         c = self._consts(z.device)
         view = lambda t: None if t is None else _axis_view(t, z.ndim, axis)  # noqa: E731
         return _BoundRound.apply(z, view(c.two_shift), view(c.s_scale), view(c.s_bias),
-                                 view(c.inv_half_width), view(c.code_bias), view(c.grad_gain))
+                                 view(c.inv_half_width), view(c.code_bias), view(c.grad_gain), want_error)
 
     def _snap(self, residual: Tensor, gain_in: Tensor, gain_out: Tensor, bias_out: Tensor | None) -> tuple[Tensor, Tensor]:
         """Snap channel-first ``residual`` to a scaled copy of the grid (no ``tanh``, clamped, no
@@ -216,7 +220,9 @@ class FSQ(nn.Module):
         q = residual * gain_in
         if c.center is not None:
             q.add_(view(c.center))
-        q = q.round_().clamp_(view(c.q_min), view(c.q_max))
+        q.round_()
+        for i, (lo, hi) in enumerate(self._q_range):  # scalar clamps: far faster than broadcast ones on CPU
+            q.select(1, i).clamp_(lo, hi)
         codes = q * gain_out
         return (codes.add_(bias_out) if bias_out is not None else codes), q
 
@@ -227,9 +233,11 @@ class FSQ(nn.Module):
         s = torch.sigmoid(torch.add(view(c.two_shift), z, alpha=2.0) if c.two_shift is not None else z * 2.0)
         return s * view(c.s_scale) + view(c.bound_bias)
 
-    def _normalized_bound(self, z: Tensor, axis: int) -> Tensor:
-        """``bound(z) / half_width`` along ``axis``: the continuous value that :meth:`quantize` rounds."""
-        return self._bound(z, axis) * _axis_view(self._consts(z.device).inv_half_width, z.ndim, axis)
+    @cached_property
+    def _q_range(self) -> list[tuple[float, float]]:
+        """``(q_min, q_max)`` per channel, as Python floats."""
+        c = self._host_consts
+        return list(zip(c.q_min.tolist(), c.q_max.tolist()))
 
     def bound(self, z: Tensor) -> Tensor:
         """Bound ``z (..., d)`` so that rounding lands on the grid: ``tanh(z + shift) * half_l - offset``.
@@ -277,23 +285,24 @@ class FSQ(nn.Module):
             raise ValueError("FSQ: codes lie outside [-1, 1]; codes_to_indices takes codes from quantize()")
         return q
 
-    def _pack(self, q: Tensor, axis: int) -> Tensor:
+    def _pack(self, q: Tensor, axis: int, out: Tensor | None = None) -> Tensor:
         """Rounded values ``q`` (integral floats) along ``axis`` -> int64 mixed-radix indices.
 
         Integer arithmetic throughout: each channel's value is converted to an integer and
         added with its place value, so no float rounding can corrupt an index. Codebooks
         below 2**31 accumulate in int32 (cheaper on the CPU), then widen to int64. Shifting
         every channel to its digit in ``[0, L)`` is folded into one constant added at the end.
+        ``out``, if given, is an int64 tensor to write the indices into.
         """
         c = self._consts(q.device)
         itype = torch.int32 if self.codebook_size < 2**31 else torch.int64
         basis = c.basis.tolist()
-        out = q.select(axis, 0).to(itype)
+        acc = q.select(axis, 0).to(itype)
         for i in range(1, self.dim):
-            out.add_(q.select(axis, i).to(itype), alpha=basis[i])
+            acc.add_(q.select(axis, i).to(itype), alpha=basis[i])
         if c.index_offset:
-            out.add_(c.index_offset)
-        return out.long()
+            acc.add_(c.index_offset)
+        return acc.long() if out is None else out.copy_(acc)
 
     def _unpack_digits(self, indices: Tensor, axis: int) -> Tensor:
         """int64 indices ``(B, *S)`` -> int64 digits in ``[0, L)`` with a new channel axis at ``axis``."""
@@ -337,7 +346,7 @@ class FSQ(nn.Module):
         check_channels(z, self.in_channels, self.channel_last, "FSQ")
         with fp32_region(z.device.type):
             h = self.project_in(channels_first(z.float(), self.channel_last))
-            codes, q = self._round(h, 1)
+            codes, q, _ = self._round(h, 1)
             indices = self._pack(q, 1)
             z_q = restore_layout(self.project_out(codes), self.channel_last).to(z.dtype)
         return QuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),

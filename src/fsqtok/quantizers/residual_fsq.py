@@ -143,22 +143,22 @@ class ResidualFSQ(nn.Module):
         with fp32_region(z.device.type):
             h = self.project_in(channels_first(z.float(), self.channel_last))
             # stage 0 is plain FSQ and carries the straight-through gradient
-            codes, q = self.fsq._round(h, 1)
-            stage_indices = [self.fsq._pack(q, 1)]
+            codes, q, error = self.fsq._round(h, 1, want_error=n_active > 1)
+            indices = torch.empty(h.shape[0], self.num_stages, *h.shape[2:], dtype=torch.int64, device=h.device)
+            self.fsq._pack(q, 1, out=indices[:, 0])
             if n_active > 1:
                 with torch.no_grad():
-                    residual = self.fsq._normalized_bound(h, 1).sub_(codes)
+                    # what stage 0 left over, normalized: bound(h) / half_width - codes
+                    residual = error.mul_(view(self.fsq._consts(h.device).inv_half_width))
                     refinement = None
                     for i in range(1, n_active):
                         bias = st.bias_out[i] if st.bias_out is not None else None
                         codes_i, q = self.fsq._snap(residual, view(st.gain_in[i]), view(st.gain_out[i]), view(bias))
                         residual.sub_(codes_i)
                         refinement = codes_i if refinement is None else refinement.add_(codes_i)
-                        stage_indices.append(self.fsq._pack(q, 1))
+                        self.fsq._pack(q, 1, out=indices[:, i])
                 codes = codes + refinement
-            fill = stage_indices[0].new_full(stage_indices[0].shape, self.zero_index)
-            stage_indices += [fill] * (self.num_stages - n_active)
-            indices = torch.stack(stage_indices, dim=1)
+            indices[:, n_active:] = self.zero_index
             z_q = restore_layout(self.project_out(codes), self.channel_last).to(z.dtype)
         return ResidualQuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),
                                        codebook_size=self.codebook_size, num_active=n_active)
