@@ -1,0 +1,144 @@
+"""Quantizer speed on the CPU, side by side with vector-quantize-pytorch in one run.
+
+    python benchmarks/bench_quantizers.py            # writes its section of BENCHMARKS.md
+    python benchmarks/bench_quantizers.py --quick    # smaller shapes, prints only
+
+Figures are ratios measured in the same process, since absolute times on a shared
+machine drift:
+* forward and forward+backward time of vector-quantize-pytorch's FSQ / ResidualFSQ
+  divided by ours (> 1 means we are faster);
+* ours against one elementwise pass over the same tensor (``z * 2``, the memory-bound floor),
+  and against one ``torch.tanh`` pass (the transcendental FSQ cannot avoid);
+* forward time against codebook size for FSQ and for the VQ baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_line, time_call, write_section  # noqa: E402
+
+from fsqtok.quantizers import FSQ, ResidualFSQ, VectorQuantizer  # noqa: E402
+
+try:
+    from vector_quantize_pytorch import FSQ as PeerFSQ
+    from vector_quantize_pytorch import ResidualFSQ as PeerResidualFSQ
+except ImportError:  # pragma: no cover - the bench extra installs it
+    sys.exit("benchmarks/bench_quantizers.py needs vector-quantize-pytorch: pip install -e '.[bench]'")
+
+
+def fwd(q, z):
+    return lambda: q(z)
+
+
+def fwd_bwd(q, z, pick):
+    def run():
+        z.grad = None
+        pick(q(z)).sum().backward()
+    return run
+
+
+def ours_zq(out):
+    return out.z_q
+
+
+def peer_zq(out):
+    return out[0]
+
+
+def compare_fsq(levels, shape, stages: int | None) -> dict:
+    """Time ours and the peer on the same features: FSQ on channel-first ``(B, d, H, W)``;
+    residual FSQ on channel-last ``(B, H*W, d)``, the layout the peer's ResidualFSQ takes."""
+    d = len(levels)
+    torch.manual_seed(0)
+    z = torch.randn(shape[0], d, *shape[1:]) * 2
+    if stages is None:
+        ours = FSQ(levels)
+        peer = PeerFSQ(levels, dim=d, channel_first=True)
+    else:
+        z = z.flatten(2).transpose(1, 2).contiguous()
+        ours = ResidualFSQ(levels, num_stages=stages, channel_last=True)
+        peer = PeerResidualFSQ(levels=levels, num_quantizers=stages, dim=d)
+    zg = z.clone().requires_grad_(True)
+    row = {
+        "ours_fwd": time_call(fwd(ours, z)),
+        "peer_fwd": time_call(fwd(peer, z)),
+        "ours_fb": time_call(fwd_bwd(ours, zg, ours_zq)),
+        "peer_fb": time_call(fwd_bwd(peer, zg, peer_zq)),
+        "elementwise": time_call(lambda: z * 2.0),
+        "tanh": time_call(lambda: torch.tanh(z)),
+    }
+    return row
+
+
+# the FSQ paper's level table (its Table 1 / appendix): codebook sizes of about 2^8 ... 2^16
+PAPER_LEVELS = [[8, 6, 5], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 8, 8, 6, 5], [8, 8, 8, 5, 5, 5]]
+
+
+def codebook_scaling(n_vectors: int) -> list[tuple[int, float, float]]:
+    """Forward seconds of FSQ (the paper's levels) and VQ (dim 6, same codebook size) on n_vectors features."""
+    rows = []
+    for levels in PAPER_LEVELS:
+        k = math.prod(levels)
+        fsq = FSQ(levels)
+        vq = VectorQuantizer(k, 6).eval()
+        rows.append((k, time_call(fwd(fsq, torch.randn(1, len(levels), n_vectors)), repeat=7),
+                     time_call(fwd(vq, torch.randn(1, 6, n_vectors)), repeat=7)))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes; print only, do not write BENCHMARKS.md")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives the steadiest ratios)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    shape = (8, 32, 32) if args.quick else (32, 64, 64)
+    cases = [("FSQ [8,5,5,5]", [8, 5, 5, 5], None), ("FSQ [8,8,8,5,5,5]", [8, 8, 8, 5, 5, 5], None),
+             ("ResidualFSQ [8,5,5,5] x4", [8, 5, 5, 5], 4)]
+    lines = [
+        "## Quantizers: fsqtok against vector-quantize-pytorch (CPU)",
+        "",
+        f"`python benchmarks/bench_quantizers.py --threads {args.threads}` on {machine_line()}. "
+        f"Features `(B, d, H, W)` = `({shape[0]}, d, {shape[1]}, {shape[2]})`, float32: channel-first for FSQ, "
+        f"channel-last `(B, H*W, d)` for ResidualFSQ (the peer's layout).",
+        "",
+        "| quantizer | peer/ours forward | peer/ours fwd+bwd | ours forward / one elementwise pass | "
+        "ours fwd+bwd / elementwise | ours forward / one `torch.tanh` pass |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, levels, stages in cases:
+        r = compare_fsq(levels, shape, stages)
+        lines.append(f"| {name} | {r['peer_fwd'] / r['ours_fwd']:.2f}x | {r['peer_fb'] / r['ours_fb']:.2f}x | "
+                     f"{r['ours_fwd'] / r['elementwise']:.1f}x | {r['ours_fb'] / r['elementwise']:.1f}x | "
+                     f"{r['ours_fwd'] / r['tanh']:.2f}x |")
+        print(lines[-1], flush=True)
+    n = 4096 if args.quick else 16384
+    scaling = codebook_scaling(n)
+    lines += [
+        "",
+        f"Forward time against codebook size, {n} vectors (FSQ with the paper's levels, VQ with dim 6), "
+        "relative to the smallest codebook:",
+        "",
+        "| codebook size | FSQ time / FSQ time at smallest | VQ time / VQ time at smallest | VQ / FSQ |",
+        "| ---: | ---: | ---: | ---: |",
+    ]
+    f0, v0 = scaling[0][1], scaling[0][2]
+    for k, tf, tv in scaling:
+        lines.append(f"| {k} | {tf / f0:.2f} | {tv / v0:.2f} | {tv / tf:.1f}x |")
+        print(lines[-1], flush=True)
+    if not args.quick:
+        write_section("bench_quantizers", "\n".join(lines))
+        print("wrote BENCHMARKS.md")
+
+
+if __name__ == "__main__":
+    main()
