@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 STAMP  := $(VENV)/.fsqtok-installed
 
-.PHONY: setup test bench clean
+.PHONY: setup test bench clean demo test-distributed
 
 setup: $(STAMP)
 
@@ -15,14 +15,27 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH)
-	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) -m pip install -q -e '.[dev]'
+	# real speech for the built-in samples ships in this wheel; its own dependencies are not needed
+	$(PY) -m pip install -q --no-deps 'pyannote.audio==4.0.7'
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The main job: train an image tokenizer on the built-in real samples (offline, < 10 min on a
+# 2-core CPU), evaluate it on held-out samples and write demo/ (report, grid, Hub-format tokenizer).
+demo: $(STAMP)
+	$(PY) scripts/demo.py --output-dir demo
+
+# Two CPU processes over gloo through `accelerate launch` (training, exact resume, gathered evaluation).
+test-distributed: $(STAMP)
+	FSQTOK_TEST_DISTRIBUTED=1 $(PY) -m pytest -q tests/recipes/test_distributed_recipe.py
+
 bench: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/bench_quantizers.py
+	$(PY) benchmarks/bench_tokenizers.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

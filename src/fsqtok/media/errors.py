@@ -1,0 +1,53 @@
+"""The one error type every reader and writer raises."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Iterator
+
+
+class MediaError(ValueError):
+    """A file that cannot be read or written; the message starts with the file name."""
+
+
+@contextlib.contextmanager
+def media_errors(path: str | Path, what: str) -> Iterator[None]:
+    """Turn any decoder/encoder exception inside the block into one :class:`MediaError` line.
+
+    Args:
+        path: the file, named first in the message.
+        what: what the file should have been, e.g. ``"a valid audio file"``.
+    """
+    try:
+        yield
+    except MediaError:
+        raise
+    except FileNotFoundError:
+        raise MediaError(f"{Path(path).name}: no such file ({path})") from None
+    except Exception as e:  # noqa: BLE001 - decoders raise anything; the contract is one clear line
+        detail = " ".join(str(e).split()) or type(e).__name__
+        raise MediaError(f"{Path(path).name}: not {what} ({detail})") from None
+
+
+def check_readable(path: str | Path) -> Path:
+    """The path, if it names a non-empty file; else a :class:`MediaError`."""
+    p = Path(path)
+    if not p.exists():
+        raise MediaError(f"{p.name}: no such file ({p})")
+    if not p.is_file():
+        raise MediaError(f"{p.name}: not a file ({p})")
+    if p.stat().st_size == 0:
+        raise MediaError(f"{p.name}: empty file ({p})")
+    return p
+
+
+def check_extension(path: str | Path, allowed: dict[str, str], kind: str) -> str:
+    """The lower-case extension of ``path`` if it is one of ``allowed`` (for ``kind``); else a :class:`MediaError`."""
+    ext = Path(path).suffix.lower()
+    if ext not in allowed:
+        raise MediaError(
+            f"{Path(path).name}: unsupported {kind} format {ext or '(no extension)'}; "
+            f"use one of {', '.join(sorted(allowed))}"
+        )
+    return ext
