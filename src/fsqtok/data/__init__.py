@@ -1,0 +1,1 @@
+"""Datasets and built-in sample data (see :mod:`fsqtok.data.samples`)."""
