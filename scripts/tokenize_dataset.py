@@ -1,0 +1,12 @@
+"""Tokenize a dataset into index shards; the same code and flags as ``fsqtok tokenize``.
+
+    python scripts/tokenize_dataset.py --tokenizer T --data SOURCE --output OUT [...]
+    accelerate launch --num_processes N scripts/tokenize_dataset.py --tokenizer T --data SOURCE --output OUT [...]
+"""
+
+import sys
+
+from fsqtok.shards.tokenize import main
+
+if __name__ == "__main__":
+    sys.exit(main())

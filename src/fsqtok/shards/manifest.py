@@ -1,0 +1,148 @@
+"""The run identity (``OUT/run.json``) and the merged manifest (``OUT/manifest.json``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, sha256_file, shard_complete
+
+FORMAT = "fsqtok-shards"
+VERSION = 1
+RUN_FILE = "run.json"
+MANIFEST_FILE = "manifest.json"
+
+
+class OutputMismatch(RuntimeError):
+    """The output folder holds a run made with a different tokenizer, source or selection."""
+
+
+def tokenizer_identity(tok: Any, source: str) -> dict[str, Any]:
+    """Tokenizer path/repo id, its config.json content and the sha256 of its weights."""
+    weights = None
+    local = Path(source) / "model.safetensors"
+    if local.is_file():
+        weights = sha256_file(local)
+    else:  # a Hub id: hash the cached file if there is one, else the loaded tensors
+        try:
+            from ..tokenizers.base import _resolve_file
+            weights = sha256_file(_resolve_file(source, "model.safetensors", local_files_only=True))
+        except Exception:  # noqa: BLE001
+            h = hashlib.sha256()
+            for name, t in sorted(tok.state_dict().items()):
+                h.update(name.encode())
+                h.update(t.detach().cpu().contiguous().numpy().tobytes())
+            weights = "state_dict:" + h.hexdigest()
+    return {"source": str(source), "modality": tok.modality, "hub_config": tok.hub_config(),
+            "weights_sha256": weights, "codebook_size": int(tok.codebook_size),
+            "num_stages": int(tok.num_stages)}
+
+
+def run_record(tokenizer: dict[str, Any], source: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:
+    return {"format": FORMAT, "version": VERSION, "tokenizer": tokenizer, "source": source, "selection": selection}
+
+
+def _comparable(rec: dict[str, Any]) -> dict[str, Any]:
+    """What must match for a resume; ``fsqtok_version`` and the tokenizer's path may differ."""
+    rec = json.loads(json.dumps(rec))
+    tok = rec.get("tokenizer", {})
+    tok.pop("source", None)
+    tok.get("hub_config", {}).pop("fsqtok_version", None)
+    return rec
+
+
+def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    a, b = _comparable(old), _comparable(new)
+    diffs = []
+    for section in ("format", "version", "tokenizer", "source", "selection"):
+        if a.get(section) != b.get(section):
+            if isinstance(a.get(section), dict) and isinstance(b.get(section), dict):
+                keys = sorted(k for k in set(a[section]) | set(b[section]) if a[section].get(k) != b[section].get(k))
+                diffs.append(f"{section} ({', '.join(keys)})")
+            else:
+                diffs.append(section)
+    return diffs
+
+
+def prepare_output(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Rank 0: create ``out`` and its run.json, or check that an existing one matches (resume).
+
+    With ``overwrite`` an existing output is cleared first. Raises :class:`OutputMismatch`.
+    """
+    run_path = out / RUN_FILE
+    if out.exists() and not out.is_dir():
+        raise OutputMismatch(f"--output {out}: exists and is not a folder")
+    if overwrite and out.exists():
+        clear_output(out)
+    if run_path.is_file():
+        try:
+            old = json.loads(run_path.read_text())
+        except json.JSONDecodeError:
+            raise OutputMismatch(f"--output {out}: unreadable {RUN_FILE}; use --overwrite to start over") from None
+        diffs = differences(old, record)
+        if diffs:
+            raise OutputMismatch(f"--output {out}: holds shards made with a different {'; '.join(diffs)}; "
+                                 "use another --output or --overwrite to replace them")
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise OutputMismatch(f"--output {out}: not empty and not an fsqtok shards output; "
+                             "use another --output or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_path, record)
+
+
+def check_output(out: Path, record: dict[str, Any]) -> None:
+    """Ranks > 0, after rank 0 prepared: the run.json must be ours."""
+    old = json.loads((out / RUN_FILE).read_text())
+    diffs = differences(old, record)
+    if diffs:
+        raise OutputMismatch(f"--output {out}: run.json differs in {'; '.join(diffs)}")
+
+
+def clear_output(out: Path) -> None:
+    """Remove what a shards run writes (data/, meta/, run.json, manifest.json); other files are left."""
+    shutil.rmtree(out / DATA_DIR, ignore_errors=True)
+    shutil.rmtree(out / META_DIR, ignore_errors=True)
+    for name in (RUN_FILE, MANIFEST_FILE, f".{RUN_FILE}.tmp", f".{MANIFEST_FILE}.tmp"):
+        if (out / name).exists():
+            os.remove(out / name)
+
+
+def build_manifest(out: Path, record: dict[str, Any], num_shards: int, num_keys: int,
+                   token_dtype: str) -> dict[str, Any]:
+    """Merge every shard's sidecar into the manifest dict (all shards must be complete)."""
+    missing = [i for i in range(num_shards) if not shard_complete(out, i)]
+    if missing:
+        raise RuntimeError(f"{out}: {len(missing)} shard(s) not complete (first: {missing[0]}); re-run to finish")
+    shards, failures = [], []
+    rows = tokens = 0
+    for i in range(num_shards):
+        side = read_sidecar(out, i)
+        shards.append({"name": side["name"], "rows": side["rows"], "tokens": side["tokens"], "sha256": side["sha256"],
+                       "first_key": side["first_key"], "last_key": side["last_key"], "failures": len(side["failures"])})
+        failures += [dict(f, shard=side["name"]) for f in side["failures"]]
+        rows += side["rows"]
+        tokens += side["tokens"]
+    return {
+        **record,
+        "token_dtype": token_dtype,
+        "shards": shards,
+        "totals": {"samples": num_keys, "rows": rows, "tokens": tokens, "failed": len(failures),
+                   "shards": num_shards},
+        "failures": failures,
+    }
+
+
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    atomic_write_json(out / MANIFEST_FILE, manifest)
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    path = Path(out) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{out}: no {MANIFEST_FILE} (not a finished fsqtok shards output)")
+    return json.loads(path.read_text())

@@ -1,0 +1,116 @@
+"""``fsqtok shards verify OUT``: check an output folder against its manifest.
+
+Checks: the manifest exists and parses; every listed shard exists with the recorded sha256
+and row count; no unlisted shard or leftover temporary file; keys sorted and unique across
+shards; each row's token count equals the product of its shape; every index < codebook size;
+totals add up. Prints ``OK: N rows in M shards`` or one line per problem (exit status 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from .manifest import MANIFEST_FILE
+from .writer import DATA_DIR, sha256_file
+
+
+def verify(out_dir: str | Path) -> list[str]:
+    """Every problem found in ``out_dir``, one line each; empty when the output is sound."""
+    out = Path(out_dir)
+    path = out / MANIFEST_FILE
+    if not path.is_file():
+        return [f"{out}: no {MANIFEST_FILE} (run unfinished, or not an fsqtok shards output)"]
+    try:
+        m = json.loads(path.read_text())
+        shards = m["shards"]
+        codebook = int(m["tokenizer"]["codebook_size"])
+        totals = m["totals"]
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        return [f"{path}: unreadable manifest ({type(e).__name__}: {e})"]
+    problems: list[str] = []
+    listed = {s["name"] for s in shards}
+    data = out / DATA_DIR
+    for p in sorted(data.glob("*")) if data.is_dir() else []:
+        rel = f"{DATA_DIR}/{p.name}"
+        if p.name.endswith(".tmp"):
+            problems.append(f"{rel}: leftover temporary file")
+        elif p.suffix == ".parquet" and rel not in listed:
+            problems.append(f"{rel}: shard not listed in the manifest")
+    rows_total, prev_key = 0, None
+    for s in shards:
+        name = s["name"]
+        p = out / name
+        if not p.is_file():
+            problems.append(f"{name}: missing shard")
+            continue
+        if sha256_file(p) != s["sha256"]:
+            problems.append(f"{name}: checksum mismatch (file changed since it was written)")
+        try:
+            t = pq.read_table(p, columns=["key", "tokens", "shape"])
+        except Exception as e:  # noqa: BLE001 - any unreadable file is one problem line
+            problems.append(f"{name}: unreadable Parquet ({' '.join(str(e).split())})")
+            continue
+        if len(t) != s["rows"]:
+            problems.append(f"{name}: {len(t)} rows, manifest says {s['rows']}")
+        rows_total += len(t)
+        tokens = t.column("tokens").combine_chunks()
+        values = tokens.values.to_numpy(zero_copy_only=False)
+        lengths = np.diff(tokens.offsets.to_numpy())
+        if values.size and int(values.max()) >= codebook:
+            bad = int((values >= codebook).sum())
+            problems.append(f"{name}: {bad} token(s) >= codebook size {codebook} (max {int(values.max())})")
+        shape = t.column("shape").to_pylist()
+        wrong = [i for i, (n, sh) in enumerate(zip(lengths, shape)) if int(np.prod(sh)) != int(n)]
+        if wrong:
+            problems.append(f"{name}: {len(wrong)} row(s) whose token count differs from their shape")
+        for key in t.column("key").to_pylist():
+            if prev_key is not None and key <= prev_key:
+                problems.append(f"{name}: key {key!r} out of order or duplicated")
+                break
+            prev_key = key
+    if rows_total != totals.get("rows"):
+        problems.append(f"{MANIFEST_FILE}: totals say {totals.get('rows')} rows, shards hold {rows_total}")
+    if totals.get("rows", 0) + totals.get("failed", 0) != totals.get("samples"):
+        problems.append(f"{MANIFEST_FILE}: rows + failed != samples ({totals})")
+    return problems
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:
+        raise ValueError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _Parser(prog="fsqtok shards", description="Index-shard tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    p = sub.add_parser("verify", help="check checksums, counts, token range and the manifest")
+    p.add_argument("output", metavar="OUT", help="a folder written by `fsqtok tokenize`")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code or 0)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if not Path(args.output).is_dir():
+        print(f"error: {args.output}: no such folder", file=sys.stderr)
+        return 2
+    try:
+        problems = verify(args.output)
+    except Exception as e:  # noqa: BLE001
+        problems = [f"{args.output}: {' '.join(str(e).split()) or type(e).__name__}"]
+    if problems:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        return 1
+    m = json.loads((Path(args.output) / MANIFEST_FILE).read_text())
+    print(f"OK: {m['totals']['rows']} rows in {len(m['shards'])} shards")
+    return 0

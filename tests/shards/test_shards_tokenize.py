@@ -1,0 +1,173 @@
+"""Tokenizing a folder into shards: round trip, resume, bad input, refusals, datasets loading, verify."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from conftest import NUM_IMAGES, args_for, read_bytes
+from fsqtok import load_tokenizer
+from fsqtok.media import read_image
+from fsqtok.shards import ShardDataset, read_manifest, token_dtype, verify
+from fsqtok.shards.verify import main as verify_main
+from fsqtok.shards.tokenize import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def done(shard_env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("done") / "out"
+    assert main(args_for(shard_env, out, "--num-workers", "2")) == 0
+    return out
+
+
+def test_token_dtype():
+    assert token_dtype(256) == np.uint8 and token_dtype(257) == np.uint16
+    assert token_dtype(65536) == np.uint16 and token_dtype(65537) == np.uint32
+
+
+def test_round_trip_equals_encode(shard_env, done):
+    tok = load_tokenizer(shard_env["tok"]).eval()
+    ds = ShardDataset(done)
+    keys = sorted(p.relative_to(shard_env["imgs"]).as_posix() for p in shard_env["imgs"].rglob("*.png"))
+    assert ds.keys == keys and len(ds) == NUM_IMAGES
+    x = torch.stack([read_image(shard_env["imgs"] / k) for k in keys])
+    with torch.inference_mode():
+        expected = tok.encode(x)
+    got = torch.stack([ds[i]["tokens"] for i in range(len(ds))])
+    assert got.dtype == torch.int64 and torch.equal(got, expected)
+    assert ds[0]["label"] == keys[0].split("/")[0]
+    m = read_manifest(done)
+    assert m["totals"] == {"samples": NUM_IMAGES, "rows": NUM_IMAGES, "tokens": int(expected.numel()),
+                           "failed": 0, "shards": 4}
+    assert [s["rows"] for s in m["shards"]] == [4, 4, 4, 2]
+    assert len(m["tokenizer"]["weights_sha256"]) == 64 and m["tokenizer"]["hub_config"]["modality"] == "image"
+    t = pq.read_table(done / "data" / "train-00000.parquet")
+    assert t.schema.field("tokens").type.value_type == "uint16"
+    assert verify(done) == []
+
+
+def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path):
+    out = tmp_path / "out"
+    env = dict(os.environ, FSQTOK_SHARDS_CRASH_AFTER="2")
+    r = subprocess.run([sys.executable, str(REPO / "scripts" / "tokenize_dataset.py"), *args_for(shard_env, out)],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert not (out / "manifest.json").exists()
+    assert sorted(p.name for p in (out / "data").iterdir()) == [".train-00002.parquet.tmp", "train-00000.parquet",
+                                                               "train-00001.parquet"]
+    assert verify(out)  # unfinished output is not OK
+    assert main(args_for(shard_env, out)) == 0
+    assert read_bytes(out) == read_bytes(done)
+    before = read_bytes(out)
+    assert main(args_for(shard_env, out)) == 0  # re-run of a finished output: nothing changes
+    assert read_bytes(out) == before
+
+
+def test_corrupt_files_recorded_other_keys_intact(shard_env, done, tmp_path):
+    imgs = tmp_path / "imgs"
+    import shutil
+    shutil.copytree(shard_env["imgs"], imgs)
+    (imgs / "cat" / "004b.png").write_bytes(b"not a png at all")
+    (imgs / "dog" / "empty.png").write_bytes(b"")
+    out = tmp_path / "out"
+    args = args_for(shard_env, out)
+    args[args.index("--data") + 1] = str(imgs)
+    assert main(args) == 0
+    m = read_manifest(out)
+    assert m["totals"]["failed"] == 2 and m["totals"]["rows"] == NUM_IMAGES
+    assert sorted(f["key"] for f in m["failures"]) == ["cat/004b.png", "dog/empty.png"]
+    assert all(f["reason"] for f in m["failures"])
+    ds, ref = ShardDataset(out), ShardDataset(done)
+    assert ds.keys == ref.keys
+    by_key = {ref.keys[i]: ref[i]["tokens"] for i in range(len(ref))}
+    assert all(torch.equal(ds[i]["tokens"], by_key[ds.keys[i]]) for i in range(len(ds)))
+    assert verify(out) == []
+
+
+def test_refuses_other_tokenizer_or_source(shard_env, done, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil_copy(done, out)
+    args = args_for(shard_env, out)
+    args[1] = shard_env["tok_other"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "different tokenizer" in err and "--overwrite" in err
+    assert main(args_for(shard_env, out, "--size", "16")) == 1
+    assert "different selection" in capsys.readouterr().err
+    assert main(args + ["--overwrite"]) == 0
+    assert read_manifest(out)["tokenizer"]["source"] == shard_env["tok_other"]
+    assert verify(out) == []
+
+
+def shutil_copy(src, dst):
+    import shutil
+    shutil.copytree(src, dst)
+
+
+def test_bad_arguments_one_line(shard_env, tmp_path, capsys):
+    assert main(["-t", shard_env["tok"], "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]) == 2
+    assert main(args_for(shard_env, tmp_path / "o", "--shard-size", "0")) == 2
+    assert main(["--data", "x"]) == 2
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x.txt").write_text("mine")
+    assert main(args_for(shard_env, tmp_path / "full")) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and all(line.startswith("error: ") for line in err)
+    assert "not an fsqtok shards output" in err[-1]
+
+
+def test_size_resizes(shard_env, tmp_path):
+    out = tmp_path / "out"
+    assert main(args_for(shard_env, out, "--size", "16")) == 0
+    assert ShardDataset(out)[0]["tokens"].shape == (2, 2)
+
+
+def test_load_dataset_reads_output(done, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    d = datasets.load_dataset("parquet", data_dir=str(done), cache_dir=str(tmp_path / "cache"))
+    assert list(d) == ["train"]
+    train = d["train"]
+    assert train.num_rows == NUM_IMAGES and train.column_names == ["key", "tokens", "shape", "label"]
+    ref = ShardDataset(done)
+    assert train["key"] == ref.keys
+    assert np.array_equal(np.array(train[5]["tokens"]).reshape(train[5]["shape"]), ref[5]["tokens"].numpy())
+
+
+def test_verify_catches_tampering(done, tmp_path, capsys):
+    out = tmp_path / "out"
+    shutil_copy(done, out)
+    assert verify_main(["verify", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"OK: {NUM_IMAGES} rows in 4 shards"
+    # rewrite shard 1 with an out-of-range token (and a valid Parquet file)
+    p = out / "data" / "train-00001.parquet"
+    t = pq.read_table(p).to_pydict()
+    t["tokens"][0][0] = 5000
+    import pyarrow as pa
+    pq.write_table(pa.table(t, schema=pq.read_schema(p)), p)
+    (out / "data" / "train-00003.parquet").unlink()
+    (out / "data" / "train-00009.parquet").write_bytes(b"x")
+    problems = verify(out)
+    text = "\n".join(problems)
+    assert "train-00001.parquet: checksum mismatch" in text
+    assert "train-00001.parquet: 1 token(s) >= codebook size 1000" in text
+    assert "train-00003.parquet: missing shard" in text
+    assert "train-00009.parquet: shard not listed" in text
+    assert verify_main(["verify", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == len(problems) >= 4
+    assert verify_main(["verify", str(tmp_path / "missing")]) == 2
+    assert verify_main(["bogus"]) == 2
+
+
+def test_cli_delegates(done, capsys):
+    from fsqtok.cli import main as cli_main
+    assert cli_main(["shards", "verify", str(done)]) == 0
+    assert "OK:" in capsys.readouterr().out
