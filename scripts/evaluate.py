@@ -1,0 +1,120 @@
+"""Evaluate saved tokenizers on held-out data; write a JSON report and a Markdown table.
+
+    accelerate launch scripts/evaluate.py --tokenizer runs/image/tokenizer --output-dir runs/image/eval
+    python scripts/evaluate.py --tokenizer A --tokenizer B --data path/to/folder --size 128
+
+The modality comes from each tokenizer's config.json. Data is the built-in held-out samples
+(``--data samples``, the default) or a folder of files. Metrics (see
+``fsqtok.training.evaluation``): image PSNR/SSIM; depth RMSE/AbsRel/delta<1.25 on valid pixels;
+audio SI-SDR, mel and multi-resolution STFT distance (PESQ/STOI when installed); video per-frame
+PSNR/SSIM; for all, codebook usage, perplexity, bits per token and the measured bitrate.
+
+Writes ``<output-dir>/eval.json`` (``{"results": {name: metrics}, ...}``), ``eval.md`` and, with
+``--grid N``, ``<name>_grid.png`` (originals left, reconstructions right). Several processes
+split the data; metrics are gathered, files are written by the main process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+import fsqtok
+from fsqtok.training.data import DataError, build_dataset, collate
+from fsqtok.training.evaluation import evaluate, grid, markdown_table
+
+
+def data_section(args: argparse.Namespace) -> dict[str, Any]:
+    folder = args.data != "samples"
+    return {
+        "source": "folder" if folder else "samples",
+        "path": args.data if folder else None,
+        "val_path": args.data if folder else None,
+        "num_train": 0,
+        "num_val": args.num,
+        "sample_seed": args.sample_seed,
+        "size": args.size,
+        "frames": args.frames,
+        "seconds": args.seconds,
+    }
+
+
+def save_grid(tokenizer, dataset, n: int, path: Path) -> None:
+    from PIL import Image
+
+    x = torch.stack([dataset[i] for i in range(min(n, len(dataset))) if dataset[i] is not None])
+    with torch.no_grad():
+        y = tokenizer(x).reconstruction
+    img = grid(x, y, tokenizer.modality)
+    Image.fromarray((img.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()).save(path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from accelerate import Accelerator
+
+    accelerator = Accelerator()
+    out = Path(args.output_dir)
+    results: dict[str, dict[str, float]] = {}
+    info: dict[str, Any] = {}
+    for i, source in enumerate(args.tokenizer):
+        name = args.name[i] if args.name and i < len(args.name) else Path(source).name or source
+        tokenizer = fsqtok.load_tokenizer(source).to(accelerator.device)
+        sample_rate = getattr(tokenizer.config, "sample_rate", 16000)
+        dataset = build_dataset(tokenizer.modality, data_section(args), "val", sample_rate)
+        loader = accelerator.prepare(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate))
+        t0 = time.perf_counter()
+        metrics = evaluate(tokenizer, loader, accelerator, tokenizer.modality)
+        metrics["seconds"] = time.perf_counter() - t0
+        results[name] = metrics
+        info[name] = {"tokenizer": source, "modality": tokenizer.modality, **tokenizer.summary()}
+        if accelerator.is_main_process and args.grid:
+            out.mkdir(parents=True, exist_ok=True)
+            save_grid(tokenizer.cpu(), dataset, args.grid, out / f"{name}_grid.png")
+    report = {"data": data_section(args), "results": results, "tokenizers": info}
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+        data = "built-in held-out samples" if args.data == "samples" else args.data
+        md = f"# Evaluation\n\nData: {data} ({int(next(iter(results.values()))['items'])} items).\n\n"
+        (out / "eval.md").write_text(md + markdown_table(results))
+        print(markdown_table(results), end="")
+        print(f"wrote {out / 'eval.json'} and {out / 'eval.md'}")
+    accelerator.wait_for_everyone()
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokenizer", action="append", required=True, help="saved tokenizer folder or Hub id (repeatable)")
+    p.add_argument("--name", action="append", help="row name per --tokenizer (default: folder name)")
+    p.add_argument("--data", default="samples", help="'samples' (built-in held-out media) or a folder of files")
+    p.add_argument("--num", type=int, default=32, help="samples: held-out items")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=64, help="image, depth, video side in pixels")
+    p.add_argument("--frames", type=int, default=9, help="video frames per clip")
+    p.add_argument("--seconds", type=float, default=1.0, help="audio seconds per clip")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--grid", type=int, default=0, help="write a grid PNG of this many originals vs reconstructions")
+    p.add_argument("--output-dir", default="eval")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (DataError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""scripts/evaluate.py on tiny untrained tokenizers of every modality (in-process)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from fsqtok.tokenizers import AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer
+from fsqtok.tokenizers import VideoConfig, VideoTokenizer
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate.py"
+
+TINY = {
+    "image": (ImageTokenizer(ImageConfig(base_channels=4, channel_mult=(1, 2), mid_attention=False)),
+              ["--size", "16"], ["psnr", "ssim", "bits_per_pixel"]),
+    "depth": (DepthTokenizer(DepthConfig(base_channels=4, channel_mult=(1, 2), mid_attention=False)),
+              ["--size", "16"], ["rmse", "abs_rel", "delta1", "bits_per_pixel"]),
+    "audio": (AudioTokenizer(AudioConfig(base_channels=4, strides=(4, 8), dilations=(1,), num_stages=2)),
+              ["--seconds", "0.1"], ["si_sdr", "mel_distance", "stft_distance", "bits_per_second"]),
+    "video": (VideoTokenizer(VideoConfig(base_channels=4, channel_mult=(1, 2), temporal_downsample=(True,),
+                                         levels=(8, 5, 5, 5))),
+              ["--size", "16", "--frames", "5"], ["psnr", "ssim", "bits_per_pixel", "bits_per_second"]),
+}
+
+
+@pytest.fixture(scope="module")
+def evaluate_script():
+    spec = importlib.util.spec_from_file_location("fsqtok_script_evaluate", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _reset():
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+@pytest.mark.parametrize("modality", list(TINY))
+def test_evaluate_writes_json_markdown_and_grid(evaluate_script, tmp_path, modality):
+    tokenizer, args, keys = TINY[modality]
+    tokenizer.save_pretrained(tmp_path / "tok")
+    _reset()
+    out = tmp_path / "eval"
+    code = evaluate_script.main(["--tokenizer", str(tmp_path / "tok"), "--name", "tiny", "--num", "3",
+                                 "--batch-size", "2", "--grid", "2", "--output-dir", str(out), *args])
+    _reset()
+    assert code == 0
+    report = json.loads((out / "eval.json").read_text())
+    metrics = report["results"]["tiny"]
+    assert metrics["items"] == 3
+    for key in keys + ["usage", "perplexity", "bits_per_token"]:
+        assert key in metrics, key
+    assert 0 < metrics["usage"] <= 1 and metrics["perplexity"] >= 1
+    assert report["tokenizers"]["tiny"]["modality"] == modality
+    assert "| tiny |" in (out / "eval.md").read_text()
+    assert (out / "tiny_grid.png").stat().st_size > 0
+
+
+def test_missing_tokenizer_is_one_line_error(evaluate_script, tmp_path, capsys):
+    _reset()
+    assert evaluate_script.main(["--tokenizer", str(tmp_path / "nope"), "--output-dir", str(tmp_path)]) == 1
+    _reset()
+    assert capsys.readouterr().err.startswith("error:")
