@@ -74,23 +74,12 @@ def load_recipe():
 
 
 def fsq_vs_vq(steps: int, workdir: Path) -> list[dict]:
-    """One in-process recipe run per bottleneck; the VQ one swaps the quantizer after the tokenizer is built."""
+    """One in-process recipe run per bottleneck (``tokenizer.quantizer=fsq`` / ``vq``)."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
-    from fsqtok.quantizers import VectorQuantizer
-
     recipe = load_recipe()
-    build = recipe.build_tokenizer
     rows = []
     for name in ("FSQ", "VQ"):
-        def build_tokenizer(cfg, name=name):
-            tok = build(cfg)
-            if name == "VQ":
-                tok.quantizer = VectorQuantizer(tok.codebook_size, tok.latent_channels, commitment_weight=0.25,
-                                                ema_decay=0.99, dead_code_threshold=0.0)
-            return tok
-
-        recipe.build_tokenizer = build_tokenizer
         out = workdir / name
         AcceleratorState._reset_state(reset_partial_state=True)
         GradientState._reset_state()
@@ -98,7 +87,7 @@ def fsq_vs_vq(steps: int, workdir: Path) -> list[dict]:
         t0 = time.perf_counter()
         code = recipe.main(["--config", str(ROOT / CONFIG), f"output_dir={out}", f"max_steps={steps}",
                             f"checkpoint.every={steps}", "log.tensorboard=false", "log.progress_bar=false",
-                            "log.media_every=0", "data.num_val=256"])
+                            "log.media_every=0", "data.num_val=256", f"tokenizer.quantizer={name.lower()}"])
         if code != 0:
             raise SystemExit(f"{name} run failed ({code})")
         ev = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "eval"][-1]
@@ -107,7 +96,6 @@ def fsq_vs_vq(steps: int, workdir: Path) -> list[dict]:
                      "perplexity": ev["perplexity"], "train_usage_last": train[-1]["usage"],
                      "seconds": time.perf_counter() - t0})
         print(f"{name}: {rows[-1]}", flush=True)
-    recipe.build_tokenizer = build
     return rows
 
 

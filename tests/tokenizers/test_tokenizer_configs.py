@@ -29,7 +29,7 @@ def test_configs_are_frozen(cls):
 @pytest.mark.parametrize(
     "cls,kwargs,match",
     [
-        (ImageConfig, {"quantizer": "vq"}, r"ImageConfig.quantizer: must be one of 'fsq', 'rfsq'; got 'vq'"),
+        (ImageConfig, {"quantizer": "pq"}, r"ImageConfig.quantizer: must be one of 'fsq', 'rfsq', 'vq'; got 'pq'"),
         (ImageConfig, {"levels": ()}, r"ImageConfig.levels: expected a non-empty list"),
         (ImageConfig, {"levels": (8, 1)}, r"ImageConfig.levels: expected a list of ints >= 2"),
         (ImageConfig, {"levels": (8, 2)}, r"ImageConfig.levels: levels\[1\]=2"),

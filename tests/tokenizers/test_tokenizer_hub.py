@@ -121,7 +121,7 @@ def test_weights_for_another_config_are_an_error(saved, tmp_path):
     "edit,match",
     [
         ({"levels": [1, 5]}, r"ImageConfig.levels"),
-        ({"quantizer": "vq"}, r"ImageConfig.quantizer: must be one of"),
+        ({"quantizer": "pq"}, r"ImageConfig.quantizer: must be one of"),
         ({"num_stages": 3}, r"ImageConfig.num_stages: must be 1 for quantizer='fsq'"),
         ({"channel_mult": []}, r"ImageConfig.channel_mult"),
         ({"base_chanels": 8}, r"unknown field\(s\) base_chanels"),

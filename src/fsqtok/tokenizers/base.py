@@ -28,7 +28,7 @@ from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, cons
 from safetensors.torch import load_file, save_model
 from torch import Tensor, nn
 
-from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ
+from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ, VectorQuantizer
 from ..quantizers.fsq import validate_levels
 from ..quantizers.stats import bits_per_token
 
@@ -56,14 +56,14 @@ class TokenizerConfig:
     Configs are frozen: build a variant with ``dataclasses.replace(config, field=value)``.
     """
 
-    quantizer: str = "fsq"  # "fsq" or "rfsq" (residual FSQ)
+    quantizer: str = "fsq"  # "fsq", "rfsq" (residual FSQ) or "vq" (VQ-VAE baseline: prod(levels) codes of dim len(levels))
     levels: tuple[int, ...] = (8, 5, 5, 5)  # FSQ levels per channel; codebook = prod(levels)
     num_stages: int = 1  # residual stages; must be 1 for "fsq"
     quantize_dropout: bool = False  # "rfsq": train on a random prefix of stages (bitrate chosen at decode)
     latent_channels: int | None = None  # encoder output width; None = len(levels) (no projection)
 
     def __post_init__(self) -> None:
-        self._check_choice("quantizer", ("fsq", "rfsq"))
+        self._check_choice("quantizer", ("fsq", "rfsq", "vq"))
         levels = self._check_ints("levels", minimum=2)
         try:
             validate_levels(levels, eps=1e-3, symmetric=False)
@@ -71,9 +71,9 @@ class TokenizerConfig:
             self._fail("levels", str(e).removeprefix("FSQ: "))
         self._check_int("num_stages", minimum=1)
         self._check_bool("quantize_dropout")
-        if self.quantizer == "fsq" and self.num_stages != 1:
-            self._fail("num_stages", f"must be 1 for quantizer='fsq', got {self.num_stages} (use quantizer='rfsq')")
-        if self.quantizer == "fsq" and self.quantize_dropout:
+        if self.quantizer != "rfsq" and self.num_stages != 1:
+            self._fail("num_stages", f"must be 1 for quantizer={self.quantizer!r}, got {self.num_stages} (use quantizer='rfsq')")
+        if self.quantizer != "rfsq" and self.quantize_dropout:
             self._fail("quantize_dropout", "needs quantizer='rfsq'")
         if self.latent_channels is not None:
             self._check_int("latent_channels", minimum=1)
@@ -219,7 +219,9 @@ class Tokenizer(
         self.config = config
         self.latent_channels = config.latent_channels or len(config.levels)
         if config.quantizer == "fsq":
-            self.quantizer: FSQ | ResidualFSQ = FSQ(config.levels, self.latent_channels)
+            self.quantizer: FSQ | ResidualFSQ | VectorQuantizer = FSQ(config.levels, self.latent_channels)
+        elif config.quantizer == "vq":  # the paper's baseline, at FSQ's codebook size and code width
+            self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels)
         else:
             self.quantizer = ResidualFSQ(
                 config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout

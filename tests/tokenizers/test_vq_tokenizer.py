@@ -1,0 +1,28 @@
+"""A tokenizer with the VQ baseline bottleneck (for the FSQ-vs-VQ comparison)."""
+
+import torch
+
+from fsqtok import load_tokenizer
+from fsqtok.quantizers import VectorQuantizer
+from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+
+
+def test_vq_tokenizer_round_trip(tmp_path):
+    tok = ImageTokenizer(ImageConfig(quantizer="vq")).eval()
+    assert isinstance(tok.quantizer, VectorQuantizer)
+    assert tok.codebook_size == 1000 and tok.quantizer.dim == 4  # prod / len of the default levels
+    x = torch.rand(2, 3, 40, 40) * 2 - 1
+    idx = tok.encode(x)
+    assert idx.shape == tok.tokens_shape(x.shape) and idx.dtype == torch.int64
+    assert tok.decode(idx, input_shape=x.shape).shape == x.shape
+    tok.save_pretrained(tmp_path / "vq")
+    again = load_tokenizer(tmp_path / "vq")
+    assert torch.equal(again.encode(x), idx)
+
+
+def test_vq_tokenizer_trains_its_codebook():
+    tok = ImageTokenizer(ImageConfig(quantizer="vq")).train()
+    before = tok.quantizer.embed.clone()
+    out = tok(torch.rand(2, 3, 32, 32) * 2 - 1)
+    assert out.quantizer_loss > 0  # commitment loss
+    assert not torch.equal(before, tok.quantizer.embed)  # EMA update
