@@ -1,7 +1,8 @@
 """Built-in sample data from real media that ships inside installed packages (no network).
 
-* images: seeded random crops of scikit-image's bundled photos (BSD/CC0), split into
-  train and val **by source photo**, so no photo feeds both;
+* images: seeded random crops of scikit-image's bundled photos (BSD/CC0; its colour wheel
+  adds saturated hues the photos lack), split into train and val **by source photo**, so no
+  photo feeds both;
 * depth: a small numpy ray-caster renders RGB-D pairs (floor and wall textured with
   scikit-image's real textures, plus shaded spheres) with exact per-pixel depth;
 * audio: seeded crops of the real two-speaker conversation that ships in the
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina")
+TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina",
+                "motorcycle_left", "motorcycle_right", "colorwheel")
 VAL_PHOTOS = ("coffee", "rocket")
 TEXTURES = ("brick", "grass", "gravel")
 SPEECH_PACKAGE, SPEECH_FILE = "pyannote.audio", "pyannote/audio/sample/sample.wav"
@@ -48,6 +50,9 @@ def _skimage_array(name: str) -> np.ndarray:
         import skimage.data
     except ImportError:
         raise SampleDataError("sample images need scikit-image: pip install 'fsqtok[samples]'") from None
+    if name.startswith("motorcycle_"):  # the two views of the Middlebury stereo pair
+        left, right, _ = skimage.data.stereo_motorcycle()
+        return np.asarray(left if name.endswith("left") else right)
     return np.asarray(getattr(skimage.data, name)())
 
 
