@@ -147,14 +147,11 @@ class _PeriodDiscriminator(nn.Module):
         return x.flatten(1), feats
 
 
-class MultiPeriodDiscriminator(nn.Module):
-    """HiFi-GAN multi-period discriminator. ``forward(x (B, 1, T))`` -> (logits ``(B, N_p)`` per
-    period, feature maps per period). Multi-channel input is averaged to mono."""
+class _DiscriminatorEnsemble(nn.Module):
+    """Runs every sub-discriminator in ``self.discriminators`` on mono audio ``(B, 1, T)``;
+    returns (logits per discriminator, feature maps per discriminator)."""
 
-    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), channels: Sequence[int] = (32, 128, 512, 1024, 1024)) -> None:
-        super().__init__()
-        self.periods = tuple(periods)
-        self.discriminators = nn.ModuleList([_PeriodDiscriminator(p, channels) for p in self.periods])
+    discriminators: nn.ModuleList
 
     def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
         x = _mono(x)
@@ -164,6 +161,17 @@ class MultiPeriodDiscriminator(nn.Module):
             logits.append(lg)
             feats.append(ft)
         return logits, feats
+
+
+class MultiPeriodDiscriminator(_DiscriminatorEnsemble):
+    """HiFi-GAN multi-period discriminator. ``forward(x (B, 1, T))`` -> (logits ``(B, N_p)`` per
+    period, feature maps per period). Multi-channel input is averaged to mono."""
+
+    def __init__(self, periods: Sequence[int] = (2, 3, 5, 7, 11), channels: Sequence[int] = (32, 128, 512, 1024, 1024)) -> None:
+        super().__init__()
+        self.periods = tuple(periods)
+        self.discriminators = nn.ModuleList([_PeriodDiscriminator(p, channels) for p in self.periods])
+
 
 
 class _STFTDiscriminator(nn.Module):
@@ -197,7 +205,7 @@ class _STFTDiscriminator(nn.Module):
         return z, feats
 
 
-class MultiScaleSTFTDiscriminator(nn.Module):
+class MultiScaleSTFTDiscriminator(_DiscriminatorEnsemble):
     """EnCodec multi-scale STFT discriminator. ``forward(x (B, 1, T))`` -> (logits maps
     ``(B, 1, frames, freq')`` per scale, feature maps per scale)."""
 
@@ -213,14 +221,6 @@ class MultiScaleSTFTDiscriminator(nn.Module):
             [_STFTDiscriminator(n, h, w, filters) for n, h, w in zip(n_ffts, hop_lengths, win_lengths)]
         )
 
-    def forward(self, x: Tensor) -> tuple[list[Tensor], list[list[Tensor]]]:
-        x = _mono(x)
-        logits, feats = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            feats.append(ft)
-        return logits, feats
 
 
 def feature_matching_loss(real_feats: Sequence, fake_feats: Sequence) -> Tensor:
