@@ -1,8 +1,11 @@
-"""Shared fixtures for the index-shard tests: a tiny saved image tokenizer and a folder of real PNGs."""
+"""Shared fixtures for the index-shard tests: a tiny saved image tokenizer, a folder of real PNGs
+and one finished output of them (``done``), which other runs are compared with byte for byte."""
 
+import contextlib
 from pathlib import Path
 
 import pytest
+import torch
 
 from fsqtok.data.samples import sample_images
 from fsqtok.media import write_image
@@ -11,8 +14,31 @@ from fsqtok.tokenizers import ImageTokenizer
 NUM_IMAGES = 14
 
 
+@contextlib.contextmanager
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine a 2-thread encoder stalls ~100x whenever one of
+    its threads is preempted; these tests check bytes and indices, which do not depend on threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    with one_torch_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def shard_env(tmp_path_factory):
+    with one_torch_thread():
+        return _make_env(tmp_path_factory)
+
+
+def _make_env(tmp_path_factory):
     root = tmp_path_factory.mktemp("shards_env")
     tok = ImageTokenizer()
     tok.save_pretrained(root / "tok")
@@ -24,6 +50,16 @@ def shard_env(tmp_path_factory):
         d.mkdir(parents=True, exist_ok=True)
         write_image(d / f"{i:03d}.png", images[i])
     return {"root": root, "tok": str(root / "tok"), "tok_other": str(root / "tok_other"), "imgs": root / "imgs"}
+
+
+@pytest.fixture(scope="session")
+def done(shard_env, tmp_path_factory):
+    out = tmp_path_factory.mktemp("done") / "out"
+    from fsqtok.shards.tokenize import main
+
+    with one_torch_thread():
+        assert main(args_for(shard_env, out, "--num-workers", "2")) == 0  # workers do not change the bytes
+    return out
 
 
 def args_for(env, out, *extra):

@@ -1,14 +1,17 @@
 """Reading index shards for training.
 
 * :class:`ShardDataset`: map-style, random access. Columns are loaded once through pyarrow
-  into flat numpy arrays (tokens + offsets); ``ds[i]`` is a cheap slice.
+  into numpy (the tokens stay in their small unsigned dtype: a million 16x16 grids at uint16
+  are 512 MB); when every row has the same grid shape they form one ``(N, *shape)`` array
+  (:meth:`ShardDataset.array`) and ``ds[i]`` is one row of it, else a slice of the flat values.
 * :class:`ShardStream`: iterable, for distributed training. Each epoch the shard order is
   shuffled with ``(seed, epoch)``; the resulting global row stream is split across ranks (and
   DataLoader workers) by position, so every row is seen exactly once per epoch across all
   ranks and ranks differ by at most one row; each rank then shuffles within a buffer seeded by
   ``(seed, epoch, rank, worker)``.
 
-Rows are ``{"key": str, "tokens": int64 tensor of the row's shape, "label": str | None}``.
+Rows are ``{"key": str, "tokens": int64 tensor of the row's shape, "label": str | None}``, plus
+``sample_rate`` / ``fps`` and ``duration`` for audio and video.
 """
 
 from __future__ import annotations
@@ -29,11 +32,14 @@ def shard_files(out_dir: str | Path) -> list[Path]:
     return [out / s["name"] for s in read_manifest(out)["shards"]]
 
 
+META_COLUMNS = ("sample_rate", "fps", "duration")
+
+
 class _Shard:
-    """One shard's columns as numpy: flat tokens, row offsets, shapes, keys, labels."""
+    """One shard's columns as numpy: flat tokens, row offsets, shapes, keys, labels, rate/duration."""
 
     def __init__(self, path: Path) -> None:
-        t = pq.read_table(path, columns=["key", "tokens", "shape", "label"])
+        t = pq.read_table(path)
         tokens = t.column("tokens").combine_chunks()
         self.values = tokens.values.to_numpy(zero_copy_only=False)
         self.offsets = tokens.offsets.to_numpy().astype(np.int64)
@@ -42,13 +48,17 @@ class _Shard:
         self.shapes = [tuple(int(v) for v in sv[so[i]:so[i + 1]]) for i in range(len(t))]
         self.keys = t.column("key").to_pylist()
         self.labels = t.column("label").to_pylist()
+        self.meta = {c: t.column(c).to_pylist() for c in META_COLUMNS if c in t.column_names}
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def row(self, i: int) -> dict[str, Any]:
         toks = torch.from_numpy(self.values[self.offsets[i]:self.offsets[i + 1]].astype(np.int64))
-        return {"key": self.keys[i], "tokens": toks.reshape(self.shapes[i]), "label": self.labels[i]}
+        row = {"key": self.keys[i], "tokens": toks.reshape(self.shapes[i]), "label": self.labels[i]}
+        for c, v in self.meta.items():
+            row[c] = v[i]
+        return row
 
 
 class ShardDataset(torch.utils.data.Dataset):
@@ -66,18 +76,35 @@ class ShardDataset(torch.utils.data.Dataset):
         self.shapes = [sh for s in shards for sh in s.shapes]
         self.keys: list[str] = [k for s in shards for k in s.keys]
         self.labels: list[str | None] = [lb for s in shards for lb in s.labels]
+        self.meta = {c: [v for s in shards for v in s.meta.get(c, [])] for c in META_COLUMNS
+                     if shards and c in shards[0].meta}
         self.codebook_size = int(self.manifest["tokenizer"]["codebook_size"])
+        shapes = set(self.shapes)
+        self._grid = self.values.reshape(len(self.keys), *shapes.pop()) if len(shapes) == 1 else None
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def array(self) -> np.ndarray:
+        """All tokens as one ``(N, *shape)`` array in the shards' unsigned dtype (rows must share one shape)."""
+        if self._grid is None:
+            raise ValueError(f"rows have {len(set(self.shapes))} different token shapes; index rows one by one")
+        return self._grid
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"index {i} out of range for {len(self)} rows")
-        toks = torch.from_numpy(self.values[self.offsets[i]:self.offsets[i + 1]].astype(np.int64))
-        return {"key": self.keys[i], "tokens": toks.reshape(self.shapes[i]), "label": self.labels[i]}
+        if self._grid is not None:
+            toks = torch.from_numpy(self._grid[i].astype(np.int64))
+        else:
+            toks = torch.from_numpy(self.values[self.offsets[i]:self.offsets[i + 1]].astype(np.int64))
+            toks = toks.reshape(self.shapes[i])
+        row = {"key": self.keys[i], "tokens": toks, "label": self.labels[i]}
+        for c, v in self.meta.items():
+            row[c] = v[i]
+        return row
 
 
 class ShardStream(torch.utils.data.IterableDataset):

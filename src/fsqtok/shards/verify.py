@@ -1,9 +1,9 @@
 """``fsqtok shards verify OUT``: check an output folder against its manifest.
 
 Checks: the manifest exists and parses; every listed shard exists with the recorded sha256
-and row count; no unlisted shard or leftover temporary file; keys sorted and unique across
-shards; each row's token count equals the product of its shape; every index < codebook size;
-totals add up. Prints ``OK: N rows in M shards`` or one line per problem (exit status 1).
+and row count; no unlisted shard or leftover temporary file; the token column has the
+manifest's unsigned dtype; keys sorted and unique across shards; each row's token count equals
+the product of its shape; every index < codebook size; totals add up. Prints ``OK: N rows in M shards`` or one line per problem (exit status 1).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def verify(out_dir: str | Path) -> list[str]:
         shards = m["shards"]
         codebook = int(m["tokenizer"]["codebook_size"])
         totals = m["totals"]
+        dtype = str(m["token_dtype"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         return [f"{path}: unreadable manifest ({type(e).__name__}: {e})"]
     problems: list[str] = []
@@ -60,6 +61,9 @@ def verify(out_dir: str | Path) -> list[str]:
         if len(t) != s["rows"]:
             problems.append(f"{name}: {len(t)} rows, manifest says {s['rows']}")
         rows_total += len(t)
+        value_type = str(t.schema.field("tokens").type.value_type)
+        if value_type != dtype:
+            problems.append(f"{name}: tokens stored as {value_type}, manifest says {dtype}")
         tokens = t.column("tokens").combine_chunks()
         values = tokens.values.to_numpy(zero_copy_only=False)
         lengths = np.diff(tokens.offsets.to_numpy())
@@ -79,6 +83,8 @@ def verify(out_dir: str | Path) -> list[str]:
         problems.append(f"{MANIFEST_FILE}: totals say {totals.get('rows')} rows, shards hold {rows_total}")
     if totals.get("rows", 0) + totals.get("failed", 0) != totals.get("samples"):
         problems.append(f"{MANIFEST_FILE}: rows + failed != samples ({totals})")
+    if len(m.get("failures", [])) != totals.get("failed"):
+        problems.append(f"{MANIFEST_FILE}: {len(m.get('failures', []))} failures listed, totals say {totals.get('failed')}")
     return problems
 
 

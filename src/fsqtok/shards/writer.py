@@ -58,6 +58,17 @@ def shard_complete(out: Path, i: int) -> bool:
     return pq_path.is_file() and js_path.is_file()
 
 
+def complete_shards(out: Path) -> set[int]:
+    """Indices of the shards of ``out`` that are complete (Parquet file and sidecar both in place)."""
+    meta = Path(out) / META_DIR
+    found = set()
+    for p in meta.glob("shard-*.json") if meta.is_dir() else []:
+        stem = p.stem.removeprefix("shard-")
+        if stem.isdigit() and shard_complete(out, int(stem)):
+            found.add(int(stem))
+    return found
+
+
 def schema(dtype: np.dtype, modality: str) -> pa.Schema:
     fields = [
         pa.field("key", pa.string(), nullable=False),
