@@ -22,31 +22,19 @@ import hashlib
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
-EXIT_INPUT = 1
-EXIT_USAGE = 2
+from .cli_support import OneLineParser, UsageError, run_command
 
 # output extension used by `decode` when -o is a folder
 DEFAULT_EXT = {"image": ".png", "depth": ".npy", "audio": ".wav", "video": ".mp4"}
 
 
-class UsageError(Exception):
-    """Bad arguments: exit status 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (the default prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="fsqtok", description="Discrete tokens for images, depth, audio and video.")
+    parser = OneLineParser(prog="fsqtok", description="Discrete tokens for images, depth, audio and video.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     parser.add_argument("--device", default="cpu", help="torch device for the tokenizer (default: cpu)")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("encode", help="media files -> tokens (.safetensors)")
     p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
@@ -268,29 +256,16 @@ def _delegate(argv: list[str]) -> int | None:
     return None
 
 
+def _run(argv: list[str]) -> int:
+    delegated = _delegate(argv)
+    if delegated is not None:
+        return delegated
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    try:
-        delegated = _delegate(argv)
-        if delegated is not None:
-            return delegated
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except UsageError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's contract: one line, no traceback
-        if debug:
-            raise
-        message = " ".join(str(e).split()) or type(e).__name__
-        print(f"error: {message}", file=sys.stderr)
-        return EXIT_INPUT
+    return run_command(_run, argv)
 
 
 if __name__ == "__main__":

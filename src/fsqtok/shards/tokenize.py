@@ -43,28 +43,19 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
+from ..cli_support import OneLineParser, UsageError, run_command
 from .manifest import (OutputMismatch, build_manifest, check_output, differences, prepare_output, run_record,
                        tokenizer_identity, write_manifest, RUN_FILE)
 from .sources import (DATA_FORMATS, FolderSource, HFSource, Preprocess, SampleDataset, SourceError, StreamBatches,
                       StreamSource, collate_keep, detect_format, group_batch, worker_init)
 from .writer import DATA_DIR, META_DIR, complete_shards, shard_paths, tmp_path, token_dtype, write_shard
 
-EXIT_USAGE, EXIT_INPUT = 2, 1
 CRASH_ENV = "FSQTOK_SHARDS_CRASH_AFTER"
-
-
-class UsageError(Exception):
-    """Bad command-line arguments (exit status 2)."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage block
-        raise UsageError(message)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``fsqtok tokenize`` and ``scripts/tokenize_dataset.py`` (one parser for both)."""
-    p = _Parser(prog="fsqtok tokenize", description="Tokenize a dataset into Parquet index shards "
+    p = OneLineParser(prog="fsqtok tokenize", description="Tokenize a dataset into Parquet index shards "
                 "(resumable: re-run the same command to continue).")
     p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
     p.add_argument("--data", required=True,
@@ -388,31 +379,17 @@ def _summary_line(s: dict[str, Any], output: str) -> str:
     return line
 
 
+def _run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    summary = tokenize(args)
+    if "rows" in summary and not args.quiet:
+        print(_summary_line(summary, args.output))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``fsqtok tokenize`` / ``scripts/tokenize_dataset.py``: exit status 0, 1 (input) or 2 (arguments)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv
-    try:
-        args = build_parser().parse_args(argv)
-        summary = tokenize(args)
-        if "rows" in summary and not args.quiet:
-            print(_summary_line(summary, args.output))
-        return 0
-    except SystemExit as e:  # --help
-        return int(e.code or 0)
-    except UsageError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("error: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, no traceback
-        if debug:
-            raise
-        print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
-        return EXIT_INPUT
+    return run_command(_run, argv, interrupted="interrupted; re-run the same command to resume")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ the product of its shape; every index < codebook size; totals add up. Prints ``O
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pyarrow.parquet as pq
 
+from ..cli_support import OneLineParser, UsageError, run_command
 from .manifest import MANIFEST_FILE
 from .writer import DATA_DIR, sha256_file
 
@@ -88,30 +88,17 @@ def verify(out_dir: str | Path) -> list[str]:
     return problems
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:
-        raise ValueError(message)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = _Parser(prog="fsqtok shards", description="Index-shard tools.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+def _run(argv: list[str]) -> int:
+    parser = OneLineParser(prog="fsqtok shards", description="Index-shard tools.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("verify", help="check checksums, counts, token range and the manifest")
     p.add_argument("output", metavar="OUT", help="a folder written by `fsqtok tokenize`")
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:
-        return int(e.code or 0)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    args = parser.parse_args(argv)
     if not Path(args.output).is_dir():
-        print(f"error: {args.output}: no such folder", file=sys.stderr)
-        return 2
+        raise UsageError(f"{args.output}: no such folder")
     try:
         problems = verify(args.output)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - an unreadable output is one more problem to list
         problems = [f"{args.output}: {' '.join(str(e).split()) or type(e).__name__}"]
     if problems:
         for line in problems:
@@ -120,3 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     m = json.loads((Path(args.output) / MANIFEST_FILE).read_text())
     print(f"OK: {m['totals']['rows']} rows in {len(m['shards'])} shards")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fsqtok shards verify OUT``: 0 when clean, 1 with one line per problem, 2 for bad arguments."""
+    return run_command(_run, argv)
