@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import warnings
-from functools import cached_property
 from typing import NamedTuple, Sequence
 
 import torch
@@ -148,6 +147,10 @@ class FSQ(nn.Module):
         self.codebook_size = math.prod(self.levels)
         self.project_in = ChannelProjection(self.in_channels, self.dim)
         self.project_out = ChannelProjection(self.dim, self.in_channels)
+        # computed here, not on first use, so that a torch.compile'd forward traces without a graph break
+        self._host_consts = self._make_host_consts()
+        self._q_range = list(zip(  # (q_min, q_max) per channel, as Python floats
+            self._host_consts.q_min.tolist(), self._host_consts.q_max.tolist()))
         self._consts_cache: dict[torch.device, _Consts] = {}
 
     def extra_repr(self) -> str:
@@ -155,9 +158,8 @@ class FSQ(nn.Module):
                 f"symmetric={self.symmetric}, channel_last={self.channel_last}")
 
     # ------------------------------------------------------------------ constants
-    @cached_property
-    def _host_consts(self) -> _Consts:
-        """The constants on the CPU, computed once in float64 and stored as float32."""
+    def _make_host_consts(self) -> _Consts:
+        """The constants on the CPU, computed in float64 and stored as float32."""
         L = torch.tensor(self.levels, dtype=torch.float64)
         if self.symmetric:
             half_l = (L - 1) / 2
@@ -232,12 +234,6 @@ class FSQ(nn.Module):
         view = lambda t: _axis_view(t, z.ndim, axis)  # noqa: E731
         s = torch.sigmoid(torch.add(view(c.two_shift), z, alpha=2.0) if c.two_shift is not None else z * 2.0)
         return s * view(c.s_scale) + view(c.bound_bias)
-
-    @cached_property
-    def _q_range(self) -> list[tuple[float, float]]:
-        """``(q_min, q_max)`` per channel, as Python floats."""
-        c = self._host_consts
-        return list(zip(c.q_min.tolist(), c.q_max.tolist()))
 
     def bound(self, z: Tensor) -> Tensor:
         """Bound ``z (..., d)`` so that rounding lands on the grid: ``tanh(z + shift) * half_l - offset``.
