@@ -8,10 +8,11 @@
    same per-process batch. Scaling efficiency = samples/s with 2 processes / (2 x samples/s with 1).
    The first log interval (start-up) is left out.
 2. **Demo quality against steps**, from ``demo/report.json`` (``make demo``; run here if missing).
-3. **FSQ against VQ.** The same recipe, data, seed and steps with the FSQ bottleneck (levels
-   [8, 5, 5, 5], 1000 codes) and with a VQ-VAE bottleneck of the same codebook size and latent
+3. **FSQ against VQ.** The same recipe, data, seed and steps with the FSQ bottleneck (the paper's
+   levels, ``--levels``) and with a VQ-VAE bottleneck of the same codebook size and latent
    width (``fsqtok.quantizers.VectorQuantizer``, EMA codebook, commitment 0.25, no restarts),
-   swapped into the same tokenizer. Held-out PSNR/SSIM and codebook usage at the end.
+   swapped into the same tokenizer, for each codebook size. Held-out PSNR/SSIM and codebook
+   usage at the end.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -73,35 +77,39 @@ def load_recipe():
     return module
 
 
-def fsq_vs_vq(steps: int, workdir: Path) -> list[dict]:
-    """One in-process recipe run per bottleneck (``tokenizer.quantizer=fsq`` / ``vq``)."""
+def fsq_vs_vq(steps: int, level_sets: list[list[int]], num_val: int, workdir: Path) -> list[dict]:
+    """One in-process recipe run per codebook and bottleneck (``tokenizer.quantizer=fsq`` / ``vq``)."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     recipe = load_recipe()
     rows = []
-    for name in ("FSQ", "VQ"):
-        out = workdir / name
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        PartialState._reset_state()
-        t0 = time.perf_counter()
-        code = recipe.main(["--config", str(ROOT / CONFIG), f"output_dir={out}", f"max_steps={steps}",
-                            f"checkpoint.every={steps}", "log.tensorboard=false", "log.progress_bar=false",
-                            "log.media_every=0", "data.num_val=256", f"tokenizer.quantizer={name.lower()}"])
-        if code != 0:
-            raise SystemExit(f"{name} run failed ({code})")
-        ev = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "eval"][-1]
-        train = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "train"]
-        rows.append({"bottleneck": name, "psnr": ev["psnr"], "ssim": ev["ssim"], "usage": ev["usage"],
-                     "perplexity": ev["perplexity"], "train_usage_last": train[-1]["usage"],
-                     "seconds": time.perf_counter() - t0})
-        print(f"{name}: {rows[-1]}", flush=True)
+    for levels in level_sets:
+        for name in ("FSQ", "VQ"):
+            out = workdir / f"{name}_{'-'.join(map(str, levels))}"
+            AcceleratorState._reset_state(reset_partial_state=True)
+            GradientState._reset_state()
+            PartialState._reset_state()
+            t0 = time.perf_counter()
+            code = recipe.main(["--config", str(ROOT / CONFIG), f"output_dir={out}", f"max_steps={steps}",
+                                f"checkpoint.every={steps}", "log.tensorboard=false", "log.progress_bar=false",
+                                "log.media_every=0", f"data.num_val={num_val}", f"tokenizer.quantizer={name.lower()}",
+                                f"tokenizer.levels=[{','.join(map(str, levels))}]"])
+            if code != 0:
+                raise SystemExit(f"{name} {levels} run failed ({code})")
+            ev = [r for r in read_jsonl(out / "metrics.jsonl") if r["kind"] == "eval"][-1]
+            rows.append({"bottleneck": name, "levels": levels, "codebook": math.prod(levels), "psnr": ev["psnr"],
+                         "ssim": ev["ssim"], "usage": ev["usage"], "perplexity": ev["perplexity"],
+                         "seconds": time.perf_counter() - t0})
+            print(f"{name} {levels}: {rows[-1]}", flush=True)
     return rows
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=300, help="FSQ/VQ training steps each")
+    p.add_argument("--levels", default="8,5,5,5 7,5,5,5,5 8,8,8,6,5",
+                   help="FSQ level sets to compare with VQ at the same codebook size (space-separated)")
+    p.add_argument("--num-val", type=int, default=1024, help="held-out 32x32 crops for the FSQ/VQ comparison")
     p.add_argument("--scaling-steps", type=int, default=40)
     p.add_argument("--demo-report", default="demo/report.json")
     p.add_argument("--no-write", action="store_true", help="print only; leave BENCHMARKS.md alone")
@@ -114,12 +122,13 @@ def main() -> int:
         if not report_path.exists():
             subprocess.run([sys.executable, "scripts/demo.py", "--output-dir", str(report_path.parent)], cwd=ROOT, check=True)
         demo = json.loads(report_path.read_text())
-        vq = fsq_vs_vq(args.steps, work)
+        level_sets = [[int(v) for v in spec.split(",")] for spec in args.levels.split()]
+        vq = fsq_vs_vq(args.steps, level_sets, args.num_val, work)
 
     one, two = scale
     eff = two["samples_per_s"] / (2 * one["samples_per_s"])
     cmd = (f"python benchmarks/bench_training.py --steps {args.steps} --scaling-steps {args.scaling_steps}"
-           f" --demo-report {args.demo_report}")
+           f" --demo-report {args.demo_report} --levels '{args.levels}' --num-val {args.num_val}")
     body = f"## Training: process scaling, demo quality against steps, FSQ against VQ (CPU)\n\n`{cmd}` on {machine_line()}.\n\n"
     body += (f"**Scaling** (`{CONFIG}`, {args.scaling_steps} steps, per-process batch 16; "
              "2 processes = `accelerate launch --multi_gpu --num_processes 2` on CPU/gloo; "
@@ -135,18 +144,25 @@ def main() -> int:
              "| steps | PSNR (dB) | SSIM | codebook usage | perplexity |\n| ---: | ---: | ---: | ---: | ---: |\n")
     for name, m in demo["results"].items():
         body += f"| {name.split()[-1]} | {m['psnr']:.2f} | {m['ssim']:.3f} | {m['usage']:.1%} | {m['perplexity']:.0f} |\n"
-    fsq, vqr = vq
-    body += (f"\n**FSQ against VQ** (`{CONFIG}`, same data, seed and {args.steps} steps; codebook 1000, latent width 4; "
-             "VQ: EMA codebook, commitment 0.25, no dead-code restarts; evaluated on 256 held-out 32x32 crops, "
-             "16,384 tokens):\n\n"
-             "| bottleneck | held-out PSNR (dB) | SSIM | codebook usage (held-out) | perplexity |\n"
-             "| --- | ---: | ---: | ---: | ---: |\n")
+    cfg = yaml.safe_load((ROOT / CONFIG).read_text())
+    size, factor = cfg["data"]["size"], 2 ** (len(cfg["tokenizer"]["channel_mult"]) - 1)
+    tokens = args.num_val * (size // factor) ** 2
+    expected = ", ".join(f"{1 - (1 - 1 / k) ** tokens:.0%} of {k}" for k in sorted({r["codebook"] for r in vq}))
+    body += (f"\n**FSQ against VQ** (`{CONFIG}`, same data, seed and {args.steps} steps for each run; the FSQ paper's "
+             "levels, VQ at the same codebook size and latent width (`tokenizer.quantizer=vq`: EMA codebook, "
+             f"commitment 0.25, no dead-code restarts); evaluated on {args.num_val} held-out {size}x{size} crops, "
+             f"{tokens:,} tokens, so a uniform code distribution would use {expected} codes):\n\n"
+             "| codebook | bottleneck | held-out PSNR (dB) | SSIM | codebook usage (held-out) | perplexity |\n"
+             "| ---: | --- | ---: | ---: | ---: | ---: |\n")
     for r in vq:
-        body += f"| {r['bottleneck']} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['usage']:.1%} | {r['perplexity']:.0f} |\n"
-    diff = fsq["psnr"] - vqr["psnr"]
-    verdict = "equal (within 0.25 dB)" if abs(diff) < 0.25 else ("better" if diff > 0 else "worse")
-    body += (f"\nFSQ reaches {verdict} reconstruction against VQ ({diff:+.2f} dB) with {fsq['usage']:.0%} codebook usage "
-             f"against VQ's {vqr['usage']:.0%} on the held-out set.\n")
+        body += (f"| {r['codebook']} ({'x'.join(map(str, r['levels']))}) | {r['bottleneck']} | {r['psnr']:.2f} | "
+                 f"{r['ssim']:.3f} | {r['usage']:.1%} | {r['perplexity']:.0f} |\n")
+    body += "\n"
+    for fsq, vqr in zip(vq[::2], vq[1::2]):
+        diff = fsq["psnr"] - vqr["psnr"]
+        verdict = "equal (within 0.25 dB)" if abs(diff) < 0.25 else ("better" if diff > 0 else "worse")
+        body += (f"- codebook {fsq['codebook']}: FSQ reaches {verdict} reconstruction against VQ ({diff:+.2f} dB), "
+                 f"using {fsq['usage']:.0%} of its codebook against VQ's {vqr['usage']:.0%}.\n")
     print(body)
     if not args.no_write:
         write_section("bench_training", body)
