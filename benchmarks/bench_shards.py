@@ -70,6 +70,7 @@ def _subprocess_run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     rate = float(re.search(r"([\d.]+) samples/s", r.stdout).group(1))
     return wall, rate
 
+
 # the tiny default (what tests use) and a mid-size f=8 model whose encoder costs what a real one does
 MODELS = {
     "tiny": ImageConfig(),
@@ -81,7 +82,7 @@ def _params(config: ImageConfig) -> int:
     return sum(p.numel() for p in ImageTokenizer(config).parameters())
 
 
-def _end_to_end(tok_dir: Path, x: torch.Tensor, base: list[str], workers: list[int], a: argparse.Namespace,
+def _end_to_end(name: str, tok_dir: Path, x: torch.Tensor, base: list[str], workers: list[int], a: argparse.Namespace,
                 d: Path) -> dict[int, dict[str, float]]:
     """Best-of-``a.repeat`` end-to-end runs per worker count, interleaved with raw passes
     (raw, e2e w0, raw, e2e w1, ...), since on a shared machine other processes only ever add time.
@@ -92,7 +93,7 @@ def _end_to_end(tok_dir: Path, x: torch.Tensor, base: list[str], workers: list[i
     e2e: dict[int, dict[str, float]] = {}
     for _ in range(a.repeat):
         for w in workers:
-            out = d / f"out_{tok_dir.name[4:]}_w{w}"
+            out = d / f"out_{name}_w{w}"
             t0 = time.perf_counter()
             s = tokenize(build_parser().parse_args(["-t", str(tok_dir), *base, "-o", str(out),
                                                     "--num-workers", str(w), "--overwrite"]))
@@ -159,7 +160,7 @@ def main() -> None:
                 "--shard-size", str(a.shard_size), "--device", "cpu", "--quiet"]
 
         # 1. end-to-end vs raw, for each tokenizer, and the per-sample cost of what must hide behind it
-        e2e = {name: _end_to_end(tok_dir, x, base, workers, a, d) for name, tok_dir in tok_dirs.items()}
+        e2e = {name: _end_to_end(name, tok_dir, x, base, workers, a, d) for name, tok_dir in tok_dirs.items()}
         decode_ms, write_ms = _side_costs(d, d / f"out_tiny_w{workers[0]}", a)
 
         # 2. scaling: same command as 1 process and as 2 processes (subprocesses, start-up included)
