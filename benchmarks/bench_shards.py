@@ -78,15 +78,11 @@ MODELS = {
 }
 
 
-def _params(config: ImageConfig) -> int:
-    return sum(p.numel() for p in ImageTokenizer(config).parameters())
-
-
 def _end_to_end(name: str, tok_dir: Path, x: torch.Tensor, base: list[str], workers: list[int], a: argparse.Namespace,
-                d: Path) -> dict[int, dict[str, float]]:
+                d: Path) -> tuple[dict[int, dict[str, float]], float]:
     """Best-of-``a.repeat`` end-to-end runs per worker count, interleaved with raw passes
     (raw, e2e w0, raw, e2e w1, ...), since on a shared machine other processes only ever add time.
-    Each entry also carries the best raw throughput of the same tokenizer."""
+    Returns those runs and the best raw throughput (samples/s) of the same tokenizer."""
     tok = ImageTokenizer.from_pretrained(tok_dir).eval()
     _raw_pass(tok, x[:a.batch_size], a.batch_size)  # warm-up
     raw_s = [_raw_pass(tok, x, a.batch_size)]
@@ -103,9 +99,7 @@ def _end_to_end(name: str, tok_dir: Path, x: torch.Tensor, base: list[str], work
                    "encode_share": s["encode_s"] / s["elapsed_s"]}
             if w not in e2e or run["pipeline_sps"] > e2e[w]["pipeline_sps"]:
                 e2e[w] = run
-    for v in e2e.values():
-        v["raw_sps"] = a.n / min(raw_s)
-    return e2e
+    return e2e, a.n / min(raw_s)
 
 
 def _side_costs(d: Path, shards: Path, a: argparse.Namespace) -> tuple[float, float]:
@@ -117,10 +111,11 @@ def _side_costs(d: Path, shards: Path, a: argparse.Namespace) -> tuple[float, fl
             samples[i]
         decode_ms = (time.perf_counter() - t0) * 1000 / a.n
     ref = ShardDataset(shards)
-    rows = [{"key": k, "tokens": ref.array()[i]} for i, k in enumerate(ref.keys)]
+    tokens = ref.array()
+    rows = [{"key": k, "tokens": tokens[i]} for i, k in enumerate(ref.keys)]
     t0 = time.perf_counter()
     for b in range(0, a.n, a.shard_size):
-        write_shard(d / "write_cost", b // a.shard_size, rows[b:b + a.shard_size], [], ref.array().dtype, "image")
+        write_shard(d / "write_cost", b // a.shard_size, rows[b:b + a.shard_size], [], tokens.dtype, "image")
     return decode_ms, (time.perf_counter() - t0) * 1000 / a.n
 
 
@@ -146,10 +141,10 @@ def main() -> None:
     workers = [int(w) for w in a.workers.split(",")]
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
-        tok_dirs = {}
-        for name, config in MODELS.items():
-            tok_dirs[name] = d / f"tok_{name}"
-            ImageTokenizer(config).save_pretrained(tok_dirs[name])
+        toks = {name: ImageTokenizer(config) for name, config in MODELS.items()}
+        tok_dirs = {name: d / f"tok_{name}" for name in toks}
+        for name, tok in toks.items():
+            tok.save_pretrained(tok_dirs[name])
         imgs = sample_images(a.n, a.size, seed=0)
         (d / "imgs").mkdir()
         for i in range(a.n):
@@ -210,9 +205,8 @@ def main() -> None:
     cmd = "`.venv/bin/python benchmarks/bench_shards.py" + (f" --n {a.n}" if a.n != 1024 else "") + "`"
     cores = os.cpu_count() or 1
     table, verdicts = [], []
-    for name, runs in e2e.items():
-        raw_sps = next(iter(runs.values()))["raw_sps"]
-        tps = int(np.prod(ImageTokenizer(MODELS[name]).tokens_shape((1, 3, a.size, a.size))[1:]))
+    for name, (runs, raw_sps) in e2e.items():
+        tps = int(np.prod(toks[name].tokens_shape((1, 3, a.size, a.size))[1:]))
         table.append(f"| {name}: raw `tok.encode`, same batches | {raw_sps:,.0f} | {raw_sps * tps:,.0f} | 100% | 100% | |")
         table += [f"| {name}: end-to-end, {w} decode worker(s) | {v['pipeline_sps']:,.0f} | "
                   f"{v['pipeline_sps'] * tps:,.0f} | {v['pipeline_sps'] / raw_sps:.0%} | {v['encode_share']:.0%} | "
@@ -220,7 +214,7 @@ def main() -> None:
         share = max(v["pipeline_sps"] for v in runs.values()) / raw_sps
         encode_ms = 1000 / raw_sps
         ceiling = encode_ms / (encode_ms + (decode_ms + write_ms) / cores)
-        verdicts.append(f"- **{name}** ({_params(MODELS[name]) / 1e6:.2f} M parameters, "
+        verdicts.append(f"- **{name}** ({sum(p.numel() for p in toks[name].parameters()) / 1e6:.2f} M parameters, "
                         f"encoder {encode_ms:.2f} ms/sample): best {share:.0%} of raw, target "
                         f"{'reached' if share >= 0.9 else 'NOT reached'}; perfect overlap on {cores} cores "
                         f"would cap it at about {ceiling:.0%}.")
