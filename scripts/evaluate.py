@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fsqtok
+from fsqtok.cli_support import end_process_group
 from fsqtok.training.data import DataError, build_dataset, collate
 from fsqtok.training.evaluation import evaluate, grid, markdown_table
 
@@ -113,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    finally:
+        end_process_group()
     return 0
 
 

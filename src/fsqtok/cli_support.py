@@ -25,9 +25,23 @@ class OneLineParser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
+def end_process_group() -> None:
+    """Destroy the default ``torch.distributed`` process group, if one is up.
+
+    Commands call this before they return: a rank that exits with its gloo group alive can
+    abort in the group's destructor ("terminate called without an active exception", seen in
+    about 1 of 20 two-process runs) after all its work was written, failing the launch.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def run_command(body: Callable[[list[str]], int], argv: Sequence[str] | None,
                 interrupted: str = "interrupted") -> int:
-    """Run ``body(argv)`` under the exit-code contract; ``interrupted`` is the Ctrl-C message."""
+    """Run ``body(argv)`` under the exit-code contract; ``interrupted`` is the Ctrl-C message.
+    The process group a distributed run set up is ended on every path."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
@@ -47,3 +61,5 @@ def run_command(body: Callable[[list[str]], int], argv: Sequence[str] | None,
             raise
         print(f"error: {' '.join(str(e).split()) or type(e).__name__}", file=sys.stderr)
         return EXIT_INPUT
+    finally:
+        end_process_group()
