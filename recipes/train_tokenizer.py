@@ -45,6 +45,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from fsqtok import losses
+from fsqtok.cli_support import exit_process
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer
 from fsqtok.tokenizers import VideoConfig, VideoTokenizer
 from fsqtok.training import EMA, RecipeConfigError, load_config
@@ -656,4 +657,4 @@ def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

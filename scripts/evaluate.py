@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fsqtok
-from fsqtok.cli_support import end_process_group
+from fsqtok.cli_support import end_process_group, exit_process
 from fsqtok.training.data import DataError, build_dataset, collate
 from fsqtok.training.evaluation import evaluate, grid, markdown_table
 
@@ -120,4 +120,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -4,9 +4,8 @@
     accelerate launch --num_processes N scripts/tokenize_dataset.py --tokenizer T --data SOURCE --output OUT [...]
 """
 
-import sys
-
+from fsqtok.cli_support import exit_process
 from fsqtok.shards.tokenize import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -20,11 +20,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
-from .cli_support import OneLineParser, UsageError, run_command
+from .cli_support import OneLineParser, UsageError, exit_process, run_command
 
 # output extension used by `decode` when -o is a folder
 DEFAULT_EXT = {"image": ".png", "depth": ".npy", "audio": ".wav", "video": ".mp4"}
@@ -268,5 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_command(_run, argv)
 
 
+def console_main() -> NoReturn:
+    """The ``fsqtok`` console script: :func:`main`, then :func:`~fsqtok.cli_support.exit_process`."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

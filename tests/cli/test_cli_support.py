@@ -1,4 +1,9 @@
-"""fsqtok.cli_support: every command ends a distributed run's process group, whatever its exit path."""
+"""fsqtok.cli_support: commands end a distributed run's process group on every exit path, and
+launched ranks exit without the interpreter teardown that can abort them."""
+
+import os
+import subprocess
+import sys
 
 import pytest
 import torch.distributed as dist
@@ -21,3 +26,14 @@ def test_process_group_is_ended_on_every_exit_path(tmp_path, body, code, capsys)
     assert run_command(body, []) == code
     assert not dist.is_initialized()
     assert capsys.readouterr().err.count("\n") == (0 if code == 0 else 1)
+
+
+@pytest.mark.parametrize("world_size", ["1", "2"])
+def test_exit_process_flushes_and_keeps_the_exit_code(world_size):
+    """A rank of a multi-process launch ends with os._exit (no interpreter teardown), and nothing
+    printed is lost either way."""
+    code = "import sys; from fsqtok.cli_support import exit_process; print('out', end=''); " \
+           "print('err', end='', file=sys.stderr); exit_process(3)"
+    env = {**os.environ, "WORLD_SIZE": world_size}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out", "err")

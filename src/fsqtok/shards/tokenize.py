@@ -43,7 +43,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 import torch
 
-from ..cli_support import OneLineParser, UsageError, run_command
+from ..cli_support import OneLineParser, UsageError, exit_process, run_command
 from .manifest import (OutputMismatch, build_manifest, check_output, differences, prepare_output, run_record,
                        tokenizer_identity, write_manifest, RUN_FILE)
 from .sources import (DATA_FORMATS, FolderSource, HFSource, Preprocess, SampleDataset, SourceError, StreamBatches,
@@ -393,4 +393,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())
