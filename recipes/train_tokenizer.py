@@ -49,7 +49,7 @@ from fsqtok.cli_support import exit_process
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer
 from fsqtok.tokenizers import VideoConfig, VideoTokenizer
 from fsqtok.training import EMA, RecipeConfigError, load_config
-from fsqtok.training.data import DataError, DecodeFailures, EpochSampler, build_dataset, collate
+from fsqtok.data import DataError, DecodeFailures, EpochSampler, build_dataset, collate
 from fsqtok.training.evaluation import evaluate, media_for_logging
 
 TOKENIZERS = {

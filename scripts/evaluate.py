@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 
 import fsqtok
 from fsqtok.cli_support import end_process_group, exit_process
-from fsqtok.training.data import DataError, build_dataset, collate
+from fsqtok.data import DataError, build_dataset, collate
 from fsqtok.training.evaluation import evaluate, grid, markdown_table
 
 
