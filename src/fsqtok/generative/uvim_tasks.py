@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..metrics import DepthErrorAccumulator, psnr
+from ..metrics import DepthErrorAccumulator
 
 TASKS = ("depth", "colorization", "panoptic")
 LUMA = (0.299, 0.587, 0.114)
@@ -249,4 +249,4 @@ def make_task(name: str, **options: Any) -> Task:
     raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
 
 
-__all__ = ["TASKS", "Task", "Metrics", "DepthTask", "ColorizationTask", "PanopticTask", "make_task", "grey", "psnr"]
+__all__ = ["TASKS", "Task", "Metrics", "DepthTask", "ColorizationTask", "PanopticTask", "make_task", "grey"]

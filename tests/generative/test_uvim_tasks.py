@@ -1,0 +1,94 @@
+"""UViM tasks: depth bins and masking, panoptic ids and PQ, colorization metrics and the Fréchet distance."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fsqtok.generative.uvim_frechet import ColorizationMetrics, chroma_features, frechet_distance
+from fsqtok.generative.uvim_tasks import ColorizationTask, DepthTask, PanopticTask, grey
+
+
+@pytest.mark.parametrize("spacing", ["log", "linear"])
+def test_depth_bins_round_trip_within_half_a_bin(spacing):
+    task = DepthTask(32, 0.5, 20.0, spacing)
+    d = torch.linspace(0.5, 19.99, 1000).view(1, 1, 1, 1000)
+    bins, valid = task.to_bins(d)
+    assert valid.all() and bins.min() == 0 and bins.max() == 31
+    pred = task.predict(F.one_hot(bins, 32).permute(0, 3, 1, 2).float())
+    if spacing == "log":
+        assert ((pred / d).log().abs() <= math.log(40) / 64 + 1e-5).all()  # half a bin in log depth
+    else:
+        assert ((pred - d).abs() <= 19.5 / 64 + 1e-5).all()
+
+
+def test_depth_invalid_pixels_get_no_loss_and_no_oracle_signal():
+    task = DepthTask(16, 0.5, 20.0)
+    d = torch.full((1, 1, 4, 4), 3.0)
+    d[0, 0, 0, :] = float("nan")
+    d[0, 0, 1, 0], d[0, 0, 1, 1], d[0, 0, 1, 2] = float("inf"), 0.0, -1.0
+    logits = torch.randn(1, 16, 4, 4)
+    other = logits.clone()
+    other[..., 0, :] += torch.randn(16, 4)
+    other[..., 1, :3] += torch.randn(16, 3)
+    assert torch.equal(task.loss(logits, d), task.loss(other, d))
+    assert not torch.equal(task.loss(logits, d), task.loss(logits + torch.randn_like(logits), d))
+    enc = task.encode_target(d)
+    assert enc.shape == (1, 2, 4, 4) and enc[0, 1].sum() == 16 - 7 and (enc[0, 0][enc[0, 1] == 0] == 0).all()
+    m = task.metrics()
+    m.update(torch.full_like(d, 3.3), d)
+    assert m.compute()["rmse"] == pytest.approx(0.3, abs=1e-5)
+
+
+def test_panoptic_encoding_loss_prediction_and_pq():
+    task = PanopticTask(num_classes=4, max_instances=3)
+    y = torch.zeros(2, 2, 8, 8, dtype=torch.long)
+    y[:, 0, :4, :4], y[:, 1, :4, :4] = 2, 1
+    y[:, 0, 4:, 4:], y[:, 1, 4:, 4:] = 2, 2  # a second instance of class 2
+    y[:, 0, 6:, :2] = 3  # a class-3 thing without an instance id
+    enc = task.encode_target(y)
+    assert enc.shape == (2, 4 + 4, 8, 8) and torch.equal(enc.sum(1), torch.full((2, 8, 8), 2.0))
+    logits = enc * 20  # one-hot logits predict the target exactly
+    assert torch.equal(task.predict(logits), y)
+    assert task.loss(logits, y) < 1e-6
+    m = task.metrics()
+    m.update(task.predict(logits), y)
+    assert m.compute() == {"pq": 100.0, "sq": 100.0, "rq": 100.0}
+    wrong = y.clone()
+    wrong[:, 1, 4:, 4:] = 1  # the two class-2 instances merged into one segment
+    m = task.metrics()
+    m.update(wrong, y)
+    assert m.compute()["pq"] < 100.0
+    with pytest.raises(ValueError, match="instance ids <= 3"):
+        task.encode_target(y * 2)
+    stuff_instance = y.clone()
+    stuff_instance[:, 1] = 1  # background pixels with an instance id: predict() clears them
+    assert (task.predict(task.encode_target(stuff_instance) * 20)[:, 1][y[:, 0] == 0] == 0).all()
+
+
+def test_colorization_context_is_grey_and_metrics():
+    task = ColorizationTask()
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    g = task.context(x)
+    assert g.shape == (3, 1, 16, 16) and torch.allclose(g, grey(x))
+    assert torch.allclose(grey(torch.ones(1, 3, 2, 2)), torch.ones(1, 1, 2, 2))
+    m = ColorizationMetrics()
+    m.update(x, x)
+    out = m.compute()
+    assert out["psnr"] == float("inf") or math.isnan(out["psnr"]) or out["psnr"] > 100
+    assert abs(out["fd_chroma"]) < 1e-6
+
+
+def test_frechet_distance_of_gaussians():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(20000, 3, generator=g, dtype=torch.float64)
+    b = torch.randn(20000, 3, generator=g, dtype=torch.float64) * 2 + 1
+    # closed form for isotropic Gaussians: |mu|^2 + d (s_a - s_b)^2 = 3 + 3 * (1 - 2)^2 = 6
+    assert frechet_distance(a, b) == pytest.approx(6.0, rel=0.03)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert chroma_features(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
+    with pytest.raises(ValueError, match="equal D"):
+        frechet_distance(a, b[:, :2])
