@@ -1,0 +1,59 @@
+"""Paired (image, target) datasets for UViM's tasks, built offline from packaged media.
+
+``UViMPairs(task, split, length, size, seed)[i]`` is ``{"image": (3, s, s) in [-1, 1], "target": ...}``:
+
+* ``depth``: :mod:`.rgbd` ray-cast scenes, target ``(1, s, s)`` metres;
+* ``colorization``: real photo crops (:func:`fsqtok.data.samples.sample_images`; train and val/test use
+  different photos), target = the RGB crop itself (the model sees its grey version);
+* ``panoptic``: :mod:`.panoptic` scenes, target int64 ``(2, s, s)`` (class, instance).
+
+Item ``i`` is a pure function of ``(task, split, seed, i)``: no files, any length, exact resume.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .panoptic import synthetic_panoptic
+from .rgbd import SPLITS, synthetic_rgbd
+from .samples import sample_images
+
+PAIR_TASKS = ("depth", "colorization", "panoptic")
+PHOTO_CHUNK = 64
+
+
+class UViMPairs(torch.utils.data.Dataset):
+    """Map-style dataset of ``length`` pairs for ``task`` (see module docstring)."""
+
+    def __init__(self, task: str, split: str, length: int, size: int = 64, seed: int = 0) -> None:
+        if task not in PAIR_TASKS:
+            raise ValueError(f"task must be one of {', '.join(PAIR_TASKS)}, got {task!r}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if length < 1 or size < 8:
+            raise ValueError(f"need length >= 1 and size >= 8, got {length}, {size}")
+        self.task, self.split, self.length, self.size, self.seed = task, split, length, size, seed
+        self._chunk: tuple[int, Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        if not 0 <= i < self.length:
+            raise IndexError(i)
+        if self.task == "depth":
+            x, y = synthetic_rgbd(1, self.size, self.split, self.seed, start=i)
+        elif self.task == "panoptic":
+            x, y = synthetic_panoptic(1, self.size, self.split, self.seed, start=i)
+        else:
+            x = y = self._photo_chunk(i // PHOTO_CHUNK)[i % PHOTO_CHUNK][None]
+        return {"image": x[0], "target": y[0]}
+
+    def _photo_chunk(self, c: int) -> Tensor:
+        """Crops ``c * PHOTO_CHUNK ...`` drawn in one :func:`sample_images` call (the photos load once per chunk)."""
+        if self._chunk is None or self._chunk[0] != c:
+            photos = "train" if self.split == "train" else "val"
+            seed = (self.seed * 1_000_003 + SPLITS[self.split]) * 7_919 + c
+            self._chunk = (c, sample_images(PHOTO_CHUNK, self.size, photos, seed=seed))
+        return self._chunk[1]
