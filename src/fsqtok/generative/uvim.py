@@ -135,14 +135,15 @@ class UViMStage1(nn.Module, HubMixin):
         self.task = config.build_task()
         c, w, b = config, config.width, config.blocks
         code_down = (c.image_size // 2 ** c.feature_down // c.code_grid).bit_length() - 1
-        # oracle: target + context -> code grid
-        self.oracle_target = _Trunk(self.task.target_channels, w, b, c.feature_down)
-        self.oracle_context = _Trunk(self.task.context_channels, w, b, c.feature_down)
-        self.oracle_head = nn.Sequential(*(m for _ in range(code_down) for m in (_stack(w, b), Downsample2d(w))),
-                                         _stack(w, b), group_norm(w), nn.SiLU(), nn.Conv2d(w, w, 1))
-        self.quantizer = build_quantizer(c.quantizer, w, levels=c.levels, codebook_size=c.codebook_size,
-                                         dim=c.code_dim, ema_decay=c.ema_decay,
-                                         commitment_weight=c.commitment_weight, split_threshold=c.split_threshold)
+        # oracle: target + context -> code grid (a no-code model has none: no unused weights)
+        if not c.no_code:
+            self.oracle_target = _Trunk(self.task.target_channels, w, b, c.feature_down)
+            self.oracle_context = _Trunk(self.task.context_channels, w, b, c.feature_down)
+            self.oracle_head = nn.Sequential(*(m for _ in range(code_down) for m in (_stack(w, b), Downsample2d(w))),
+                                             _stack(w, b), group_norm(w), nn.SiLU(), nn.Conv2d(w, w, 1))
+            self.quantizer = build_quantizer(c.quantizer, w, levels=c.levels, codebook_size=c.codebook_size,
+                                             dim=c.code_dim, ema_decay=c.ema_decay, commitment_weight=c.commitment_weight,
+                                             split_threshold=c.split_threshold)
         # base model: context + code -> target
         self.base_context = _Trunk(self.task.context_channels, w, b, c.feature_down)
         self.code_in = nn.Conv2d(w + 1, w, 1)  # code channels + the "present" flag
@@ -155,7 +156,11 @@ class UViMStage1(nn.Module, HubMixin):
 
     @property
     def codebook_size(self) -> int:
-        return self.quantizer.codebook_size
+        return self.config.vocab_size
+
+    def _require_code(self) -> None:
+        if self.config.no_code:
+            raise ValueError("UViM: this model was trained without a code (no_code=True); it has no oracle")
 
     def _check(self, image: Tensor, name: str = "image") -> Tensor:
         s = self.config.image_size
@@ -166,6 +171,7 @@ class UViMStage1(nn.Module, HubMixin):
     def encode(self, image: Tensor, target: Tensor) -> QuantizerOutput:
         """The oracle: image ``(B, 3|1, H, W)`` and target -> quantized code, ``z_q (B, width, g, g)``,
         ``indices (B, g, g)``."""
+        self._require_code()
         ctx = self.task.context(self._check(image))
         h = self.oracle_target(self.task.encode_target(self._check(target, "target"))) + self.oracle_context(ctx)
         return self.quantizer(self.oracle_head(h))
@@ -208,13 +214,17 @@ class UViMStage1(nn.Module, HubMixin):
 
     def loss(self, image: Tensor, target: Tensor) -> tuple[Tensor, dict[str, Any]]:
         """Task loss plus the quantizer's auxiliary loss; returns ``(loss, {"task", "quant", "out"})``."""
-        out = self(image, target)
+        return self.loss_from_output(self(image, target), target)
+
+    def loss_from_output(self, out: UViMOutput, target: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        """:meth:`loss` of a :meth:`forward` output (a recipe calls forward through its DDP wrapper)."""
         task_loss = self.task.loss(out.logits, target)
         quant = out.quant.loss if out.quant is not None else task_loss.new_zeros(())
         return task_loss + quant, {"task": task_loss.detach(), "quant": quant.detach(), "out": out}
 
     def codes_from_indices(self, indices: Tensor) -> Tensor:
         """int64 code indices ``(B, g, g)`` or ``(B, g*g)`` -> ``z_q (B, width, g, g)``."""
+        self._require_code()
         g = self.config.code_grid
         return self.quantizer.decode_indices(indices.reshape(-1, g, g))
 

@@ -120,7 +120,11 @@ class UViMLM(nn.Module, HubMixin):
 
     def loss(self, context: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
         """Mean cross-entropy over tokens, and the per-token accuracy of the argmax (a detached scalar)."""
-        logits = self(context, tokens)
+        return self.loss_from_logits(self(context, tokens), tokens)
+
+    @staticmethod
+    def loss_from_logits(logits: Tensor, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`loss` of :meth:`forward`'s logits (a recipe calls forward through its DDP wrapper)."""
         target = tokens.reshape(tokens.shape[0], -1).long()
         loss = F.cross_entropy(logits.flatten(0, 1).float(), target.flatten())
         return loss, (logits.argmax(-1) == target).float().mean().detach()

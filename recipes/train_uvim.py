@@ -1,0 +1,273 @@
+"""Train UViM (stage I: oracle + base model; stage II: the guide-code LM) with Accelerate.
+
+    accelerate launch recipes/train_uvim.py --config recipes/configs/uvim/depth_stage1.yaml [key=value ...]
+    accelerate launch recipes/train_uvim.py --config recipes/configs/uvim/depth_stage2.yaml stage1=runs/uvim/depth_stage1/model
+    python recipes/train_uvim.py --config recipes/configs/uvim/depth_stage1_debug.yaml max_steps=2
+
+One readable script for both stages (``stage: 1`` or ``2``). The ``model`` section takes the fields of
+``fsqtok.generative.uvim.UViMConfig`` (stage I), the ``lm`` section those of ``UViMLMConfig`` that are
+not derived from the stage-I model (stage II). Data are the offline pairs of ``fsqtok.data.uvim_pairs``.
+Stage II trains on the codes the frozen stage-I oracle makes of each target; its model folder holds the
+stage-I model it was trained with in ``stage1/``, named in its config.json by path and weights hash.
+
+What one run writes under ``output_dir`` (as every fsqtok recipe: ``--resume`` continues a run,
+``--overwrite`` replaces it):
+
+    checkpoints/step-000100/      accelerate state (model, optimizer, scheduler, EMA, RNG, step) + model/
+    model/                        the final Hub-format model (EMA weights when enabled)
+    metrics.jsonl, train.log      training and evaluation figures; TensorBoard (with prediction images) under logs/
+    config.yaml                   the resolved config
+
+Exit status: 0 done, 1 error, 2 bad arguments, 130 stopped by Ctrl-C after saving a checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+
+from fsqtok.cli_support import exit_process
+from fsqtok.data import EpochSampler
+from fsqtok.data.uvim_pairs import UViMPairs
+from fsqtok.generative.uvim import UViMConfig, UViMStage1
+from fsqtok.generative.uvim_eval import evaluate
+from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+from fsqtok.hub import CheckpointError as HubCheckpointError, ConfigError
+from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, ConfigChecks, NonFiniteLoss,
+                             StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt,
+                             load_config, prepare_output_dir, run_recipe)
+from fsqtok.training.schedule import SCHEDULES
+
+LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout")
+_model_defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(UViMConfig()).items()}
+_model_defaults.pop("task")  # the top-level `task` sets it
+
+DEFAULTS: dict[str, Any] = {
+    "stage": 1,  # 1: oracle + base model; 2: the LM that predicts the code
+    "task": "depth",  # depth | colorization | panoptic
+    "output_dir": "runs/uvim",
+    "max_steps": 1000,  # optimizer steps
+    "seed": 0,
+    "mixed_precision": "no",  # no | bf16 | fp16 (the quantizer always runs in fp32)
+    "model": _model_defaults,  # stage I: UViMConfig fields (image_size must equal data.size)
+    "stage1": None,  # stage II: the stage-I model folder (or Hub repo id)
+    "lm": {k: getattr(UViMLMConfig(), k) for k in LM_FIELDS},  # stage II: UViMLMConfig fields
+    "data": {"num_train": 4096, "num_val": 64, "seed": 0, "batch_size": 16, "num_workers": 0},
+    "optim": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 1e-5, "schedule": "cosine", "warmup_steps": 100,
+              "min_lr_ratio": 0.1, "grad_clip": 1.0, "gradient_accumulation_steps": 1, "ema_decay": 0.0},
+    "log": {"every": 10, "media_every": 200, "eval_every": 0, "tensorboard": True, "progress_bar": True},
+    "checkpoint": {"every": 500, "keep_last": 2},
+    "push_to_hub": False,
+    "hub_model_id": None,
+    "hub_private": False,
+}
+
+
+def build_stage1(cfg) -> UViMStage1:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.model.items()}
+    return UViMStage1(UViMConfig(task=cfg.task, **fields))
+
+
+def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
+    """Every range and choice, reported together; returns the checkpoint to resume from."""
+    c = ConfigChecks(cfg)
+    c.positive("max_steps", "data.num_train", "data.num_val", "data.batch_size", "optim.lr",
+               "optim.gradient_accumulation_steps", "log.every", "checkpoint.every")
+    c.non_negative("data.num_workers", "optim.weight_decay", "optim.warmup_steps", "optim.grad_clip",
+                   "log.media_every", "log.eval_every", "checkpoint.keep_last")
+    c.in_range("optim.min_lr_ratio", 0.0, 1.0)
+    c.in_range("optim.ema_decay", 0.0, 1.0, high_open=True)
+    c.choice("mixed_precision", ("no", "bf16", "fp16"))
+    c.choice("optim.schedule", SCHEDULES)
+    if cfg.stage not in (1, 2):
+        c.error(f"stage={cfg.stage!r}: must be 1 or 2")
+    if cfg.stage == 2 and not cfg.stage1:
+        c.error("stage=2 needs stage1=FOLDER (the stage-I model folder, e.g. runs/uvim/depth_stage1/model)")
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        c.error("push_to_hub=true needs hub_model_id=user/name")
+    try:
+        build_stage1(cfg) if cfg.stage == 1 else UViMLMConfig(**cfg.lm)
+    except (ConfigError, TypeError, ValueError) as e:
+        c.error(f"{'model' if cfg.stage == 1 else 'lm'}: {e}")
+    try:
+        resume_from = prepare_output_dir(cfg.output_dir, cfg.to_dict(), resume=resume, overwrite=overwrite,
+                                         fixed_keys=("stage", "task", "model", "lm", "stage1"))
+    except (CheckpointError, ValueError) as e:
+        c.error(str(e))
+    c.done()
+    return resume_from
+
+
+def load_stage1(cfg) -> UViMStage1:
+    try:
+        stage1 = UViMStage1.from_pretrained(cfg.stage1)
+    except (HubCheckpointError, ConfigError, OSError) as e:
+        raise CheckpointError(f"stage1={cfg.stage1}: {e}") from None
+    if stage1.config.task != cfg.task or stage1.config.no_code:
+        raise CheckpointError(f"stage1={cfg.stage1}: a {stage1.config.task} model"
+                              f"{' without a code (no_code)' if stage1.config.no_code else ''}; stage II needs a "
+                              f"{cfg.task} model with a code")
+    return stage1.requires_grad_(False)
+
+
+def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
+    """One run of ``cfg``; returns the exit status."""
+    resume_from = check_config(cfg, resume, overwrite)
+    run_dir, oc = Path(cfg.output_dir), cfg.optim
+    set_seed(cfg.seed)
+    if cfg.stage == 1:
+        stage1 = model = build_stage1(cfg)
+    else:
+        stage1 = load_stage1(cfg)
+        model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm))
+    size = stage1.config.image_size
+    train_set = UViMPairs(cfg.task, "train", cfg.data.num_train, size, cfg.data.seed)
+    val_set = UViMPairs(cfg.task, "val", cfg.data.num_val, size, cfg.data.seed)
+    accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
+                                    gradient_accumulation_steps=oc.gradient_accumulation_steps)
+    if len(train_set) < cfg.data.batch_size * accelerator.num_processes:
+        raise CheckpointError(f"data.num_train={len(train_set)} is below data.batch_size x processes")
+    stage1.to(accelerator.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay)
+    scheduler = build_scheduler(optimizer, oc, cfg.max_steps)
+    kw = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
+    train_dl = DataLoader(train_set, sampler=EpochSampler(len(train_set), cfg.seed), drop_last=True, **kw)
+    val_dl = DataLoader(val_set, shuffle=False, **kw)
+    model, optimizer, scheduler, train_dl, val_dl = accelerator.prepare(model, optimizer, scheduler, train_dl, val_dl)
+    raw = accelerator.unwrap_model(model)
+    ema = EMA(raw, oc.ema_decay) if oc.ema_decay > 0 else None
+    state = TrainState()
+    accelerator.register_for_checkpointing(state, *([ema] if ema is not None else []))
+    averaged = (lambda: ema.swapped_into(raw)) if ema is not None else contextlib.nullcontext
+
+    def save_model(path: Path) -> None:  # EMA weights when enabled; stage II carries its stage-I model
+        with averaged():
+            raw.save_pretrained(path)
+        if cfg.stage == 2:
+            shutil.rmtree(path / "stage1", ignore_errors=True)
+            stage1.save_pretrained(path / "stage1")
+
+    ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
+                        save_model=save_model, model_dir="model")
+    ckpt.start(cfg.to_dict(), resume_from, overwrite)
+    accum = oc.gradient_accumulation_steps
+    global_batch = cfg.data.batch_size * accum * accelerator.num_processes
+    log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
+                      global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
+                      hparams=cfg.to_dict())
+    if resume_from is not None:
+        log.line(f"resumed from {resume_from} at step {state.step}")
+    log.line(f"training UViM stage {cfg.stage} ({cfg.task}, {stage1.config.quantizer}"
+             f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
+             f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
+             f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
+    accelerator.step = state.step * accum
+    epoch, skip = divmod(state.step * accum, len(train_dl))
+    code = 0
+    with StopRequest() as stop:
+        while state.step < cfg.max_steps and code == 0:
+            train_dl.set_epoch(epoch)
+            for batch in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
+                x, y = batch["image"], batch["target"]
+                model.train()
+                with accelerator.accumulate(model), accelerator.autocast():
+                    if cfg.stage == 1:  # forward through the (DDP-)prepared model, so gradients are synchronized
+                        loss, aux = raw.loss_from_output(model(x, y), y)
+                        terms = {"task": aux["task"], "quant": aux["quant"]}
+                        q = aux["out"].quant
+                        if q is not None:
+                            terms.update(usage=q.usage(), perplexity=q.perplexity(), kept=aux["out"].keep.float().mean())
+                    else:
+                        with torch.no_grad():
+                            tokens = stage1.encode(x, y).indices.flatten(1)
+                        loss, acc = raw.loss_from_logits(model(stage1.task.context(x), tokens), tokens)
+                        terms = {"token_accuracy": acc}
+                    flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
+                    if flags.non_finite:
+                        raise NonFiniteLoss(state.step + 1, terms, ckpt.last_good())
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and oc.grad_clip > 0:
+                        terms["grad_norm"] = accelerator.clip_grad_norm_(model.parameters(), oc.grad_clip)
+                    optimizer.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                log.add(**terms, loss=loss)
+                if not accelerator.sync_gradients:
+                    continue
+                state.step += 1
+                if ema is not None:
+                    ema.update(raw)
+                log.step(state.step, loss=loss.item())
+                final = state.step == cfg.max_steps
+                if log.due(state.step, final):
+                    log.flush(state.step, lr=scheduler.get_last_lr()[0])
+                if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
+                    with averaged():
+                        log_predictions(cfg, stage1, raw, val_set, log, state.step, accelerator.device)
+                if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
+                    with averaged():
+                        mode = "lm" if cfg.stage == 2 else ("no_code" if stage1.config.no_code else "oracle")
+                        metrics = evaluate(stage1, val_dl, mode, raw if cfg.stage == 2 else None,
+                                           gather=accelerator.gather_for_metrics)
+                    log.scalars(metrics, state.step, kind="eval")
+                    log.line(f"eval step {state.step} ({mode}) {fmt(metrics)}")
+                if ckpt.due(state.step, final or flags.stop):
+                    log.line(f"saved checkpoint {ckpt.save(state.step)}")
+                if flags.stop:
+                    log.line(f"interrupted at step {state.step}: checkpoint saved; continue with --resume")
+                    code = EXIT_STOPPED
+                if final or flags.stop:
+                    break
+            epoch, skip = epoch + 1, 0
+    if code == 0:
+        final_dir = ckpt.save_final()
+        log.line(f"saved model {final_dir}")
+        if cfg.push_to_hub and accelerator.is_main_process:
+            log.line(f"pushed to {type(raw).from_pretrained(final_dir).push_to_hub(cfg.hub_model_id, private=cfg.hub_private)}")
+    log.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return code
+
+
+@torch.no_grad()
+def log_predictions(cfg, stage1: UViMStage1, raw, val_set, log: TrainLogger, step: int, device) -> None:
+    """TensorBoard grid: rows of images, targets, and predictions (oracle code or LM-decoded code)."""
+    if log.tb is None:
+        return
+    items = [val_set[i] for i in range(min(4, len(val_set)))]
+    x = torch.stack([it["image"] for it in items]).to(device)
+    y = torch.stack([it["target"] for it in items]).to(device)
+    stage1.eval()
+    raw.eval()
+    if cfg.stage == 1:
+        pred = stage1.oracle_predict(x, y)[0]
+    else:
+        pred = stage1.predict(x, raw.generate(stage1.task.context(x)))
+    task = stage1.task
+    rows = torch.cat([(x + 1) / 2, task.visualize(y), task.visualize(pred)])
+    from torchvision.utils import make_grid
+
+    log.images("predictions", make_grid(rows, nrow=len(items)), step)
+
+
+def run(args: argparse.Namespace) -> int:
+    return train(load_config(args.config, args.overrides, json.loads(json.dumps(DEFAULTS))), args.resume, args.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_recipe(run, argv, __doc__.split("\n\n")[0])
+
+
+if __name__ == "__main__":
+    exit_process(main())
