@@ -51,7 +51,7 @@ class UViMConfig(ConfigBase):
     code_dim: int = 8  # VQ code vector size
     ema_decay: float = 0.99  # VQ EMA codebook decay
     commitment_weight: float = 0.25  # VQ commitment loss weight
-    split_threshold: float = 0.1  # vq_split: EMA count below which a code is replaced by a split
+    split_threshold: float = 1e-3  # vq_split: EMA count (tokens per batch) below which a code is split into
     code_dropout: str = "random"  # one of CODE_DROPOUT
     no_code: bool = False  # ablation: the base model never sees a code, f(x, empty)
     # task options
