@@ -212,7 +212,8 @@ class PanopticTask:
     def metrics(self) -> Metrics:
         return _PanopticMetrics(self.num_classes)
 
-    def visualize(self, y: Tensor) -> Tensor:
+    @staticmethod
+    def visualize(y: Tensor) -> Tensor:
         """Each (class, instance) pair gets a fixed pseudo-random colour: ``(B, 3, H, W)`` in [0, 1]."""
         key = (y[:, 0].long() * 1000 + y[:, 1].long()) * 2654435761 % (2**32)
         rgb = torch.stack([(key >> s) & 255 for s in (0, 8, 16)], 1).float() / 255

@@ -1,0 +1,110 @@
+"""Evaluate saved UViM models; write a JSON report and a Markdown table (the sibling of scripts/evaluate.py).
+
+    python scripts/evaluate_uvim.py --model fsq=runs/uvim/depth_stage2/model --real --output-dir runs/uvim/eval
+    python scripts/evaluate_uvim.py --model a=DIR_A --model b=DIR_B --num 256 --fid
+
+Each ``--model [NAME=]DIR`` is a stage-II folder (scored as stage II, ``lm``: the code decoded from
+the image, and as stage I, ``oracle``: the code made from the true target) or a stage-I folder
+(``oracle``, or ``no_code`` for a model trained without a code). Data: ``--num`` items of the task's
+synthetic test split at the model's size, plus for depth with ``--real`` the real motorcycle and castel
+frames. Metrics: depth RMSE (m) / AbsRel / delta<1.25 on valid pixels; colorization PSNR and FD-chroma
+(``--fid`` adds FID on Inception features); panoptic PQ / SQ / RQ; codebook usage and perplexity of
+the codes; stage-II token accuracy against the oracle's codes.
+
+Writes ``<output-dir>/eval.json`` (``{"results": {name: {set: {mode: metrics}}}}``) and ``eval.md``.
+Exit status: 0 done, 1 bad input, 2 bad arguments.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from fsqtok.cli_support import OneLineParser, UsageError, exit_process, run_command
+from fsqtok.data.real_depth import SOURCES, real_depth_frames
+from fsqtok.data.uvim_pairs import UViMPairs
+from fsqtok.generative.uvim import UViMStage1
+from fsqtok.generative.uvim_eval import evaluate
+from fsqtok.generative.uvim_frechet import ColorizationMetrics
+from fsqtok.generative.uvim_lm import UViMPipeline
+from fsqtok.hub import read_config
+
+
+def load(spec: str) -> tuple[str, UViMStage1, UViMPipeline | None]:
+    name, sep, path = spec.partition("=")
+    name, path = (name, path) if sep else (Path(spec).name, spec)
+    if not name or not path:
+        raise UsageError(f"--model {spec!r}: expected NAME=DIR or DIR")
+    kind = read_config(path).get("model_type")
+    if kind == "uvim_lm":
+        pipe = UViMPipeline.from_pretrained(path)
+        return name, pipe.stage1, pipe
+    if kind == "uvim_stage1":
+        return name, UViMStage1.from_pretrained(path), None
+    raise ValueError(f"--model {path}: not a UViM model (model_type {kind!r})")
+
+
+def data_sets(stage1: UViMStage1, num: int, real: bool, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    task, size = stage1.config.task, stage1.config.image_size
+    ds = UViMPairs(task, "test", num, size, seed)
+    items = [ds[i] for i in range(num)]
+    sets = {"synthetic test": (torch.stack([i["image"] for i in items]), torch.stack([i["target"] for i in items]))}
+    if real and task == "depth":
+        for source in SOURCES:
+            sets[f"real {source}"] = real_depth_frames(source, size)
+    return sets
+
+
+def batches(x: torch.Tensor, y: torch.Tensor, size: int):
+    for i in range(0, len(x), size):
+        yield {"image": x[i:i + size], "target": y[i:i + size]}
+
+
+def markdown(results: dict) -> str:
+    lines = ["| model | set | mode | metrics |", "| --- | --- | --- | --- |"]
+    for name, sets in results.items():
+        for set_name, modes in sets.items():
+            for mode, m in modes.items():
+                lines.append(f"| {name} | {set_name} | {mode} | " + ", ".join(f"{k} {v:.4g}" for k, v in m.items()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    def body(argv: list[str]) -> int:
+        p = OneLineParser(prog="evaluate_uvim.py", description=__doc__.split("\n\n")[0])
+        p.add_argument("--model", action="append", required=True, help="[NAME=]DIR of a UViM model (repeatable)")
+        p.add_argument("--num", type=int, default=128, help="synthetic test items")
+        p.add_argument("--seed", type=int, default=0, help="which synthetic test items")
+        p.add_argument("--batch-size", type=int, default=32)
+        p.add_argument("--real", action="store_true", help="depth: add the real motorcycle and castel frames")
+        p.add_argument("--fid", action="store_true", help="colorization: add FID (Inception, slow on a CPU)")
+        p.add_argument("--output-dir", type=Path, required=True)
+        p.add_argument("--debug", action="store_true", help="show tracebacks")
+        args = p.parse_args(argv)
+        if args.num < 2 or args.batch_size < 1:
+            raise UsageError("--num must be >= 2 and --batch-size >= 1")
+        results: dict = {}
+        for spec in args.model:
+            name, stage1, pipe = load(spec)
+            if args.fid and stage1.config.task == "colorization":
+                stage1.task.metrics = lambda: ColorizationMetrics(fid=True)  # this model's evaluation only
+            modes = ("lm", "oracle") if pipe is not None else (("no_code",) if stage1.config.no_code else ("oracle",))
+            for set_name, (x, y) in data_sets(stage1, args.num, args.real, args.seed).items():
+                for mode in modes:
+                    m = evaluate(stage1, batches(x, y, args.batch_size), mode, pipe.lm if pipe else None)
+                    results.setdefault(name, {}).setdefault(set_name, {})[mode] = m
+                    print(f"{name} {set_name} {mode}: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+        args.output_dir.mkdir(parents=True, exist_ok=True)
+        (args.output_dir / "eval.json").write_text(json.dumps({"results": results, "num": args.num,
+                                                               "seed": args.seed}, indent=2))
+        (args.output_dir / "eval.md").write_text(markdown(results))
+        return 0
+
+    return run_command(body, argv)
+
+
+if __name__ == "__main__":
+    exit_process(main(sys.argv[1:]))

@@ -1,0 +1,115 @@
+"""scripts/uvim_predict.py writes valid files for every task; scripts/evaluate_uvim.py writes JSON + Markdown."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsqtok.generative.uvim import UViMConfig, UViMStage1
+from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+SMALL = dict(image_size=16, width=8, blocks=1, feature_down=1, code_grid=2)
+
+
+def script(name: str):
+    spec = importlib.util.spec_from_file_location(f"fsqtok_script_{name}", ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def predict():
+    return script("uvim_predict")
+
+
+def save_models(root: Path, task: str, **fields) -> Path:
+    torch.manual_seed(0)
+    s1 = UViMStage1(UViMConfig(task=task, **SMALL, **fields)).eval()
+    if s1.config.no_code:
+        s1.save_pretrained(root / "s1")
+        return root / "s1"
+    lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", width=16, encoder_layers=1, decoder_layers=1, heads=2))
+    lm.save_pretrained(root / "lm")
+    s1.save_pretrained(root / "lm" / "stage1")
+    return root / "lm"
+
+
+def photo(path: Path, h: int = 21, w: int = 30) -> Path:
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_depth_png_and_npy(tmp_path, predict, capsys):
+    model, img = save_models(tmp_path, "depth"), photo(tmp_path / "in.png")
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "d.png")]) == 0
+    with Image.open(tmp_path / "d.png") as im:
+        assert im.mode.startswith("I;16") or im.mode == "I"
+        mm = np.asarray(im)
+    assert mm.shape == (21, 30) and mm.min() >= 100 and mm.max() <= 30000  # within the model's 0.1-30 m range
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "d.npy")]) == 0
+    m = np.load(tmp_path / "d.npy")
+    assert m.dtype == np.float32 and m.shape[-2:] == (21, 30)
+    assert np.allclose(m.squeeze() * 1000, mm, atol=0.51)  # the same prediction in both formats
+
+
+def test_colorization_png(tmp_path, predict):
+    model, img = save_models(tmp_path, "colorization"), photo(tmp_path / "in.jpg")
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "c.png")]) == 0
+    with Image.open(tmp_path / "c.png") as im:
+        assert im.mode == "RGB" and im.size == (30, 21)
+
+
+def test_panoptic_id_map_and_overlay(tmp_path, predict):
+    model, img = save_models(tmp_path, "panoptic", num_classes=4, max_instances=3), photo(tmp_path / "in.png")
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "p.png")]) == 0
+    with Image.open(tmp_path / "p.png") as im:
+        ids = np.asarray(im).astype(np.int64)
+    assert ids.shape == (21, 30)
+    cls, inst = ids // 256, ids % 256
+    assert cls.max() < 4 and inst.max() <= 3 and (inst[cls == 0] == 0).all()
+    with Image.open(tmp_path / "p_overlay.png") as im:
+        assert im.mode == "RGB" and im.size == (30, 21)
+
+
+def test_no_code_stage1_predicts_and_a_coded_stage1_is_refused(tmp_path, predict, capsys):
+    img = photo(tmp_path / "in.png")
+    nc = save_models(tmp_path / "nc", "depth", no_code=True)
+    assert predict.main(["--model", str(nc), str(img), "-o", str(tmp_path / "d.npy")]) == 0
+    coded = save_models(tmp_path / "c", "depth") / "stage1"
+    assert predict.main(["--model", str(coded), str(img), "-o", str(tmp_path / "e.npy")]) == 1
+    assert "needs a guide code" in capsys.readouterr().err
+
+
+def test_bad_arguments(tmp_path, predict, capsys):
+    model, img = save_models(tmp_path, "depth"), photo(tmp_path / "in.png")
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "d.jpg")]) == 2
+    assert "writes .png or .npy" in capsys.readouterr().err
+    assert predict.main(["--model", str(model), str(tmp_path / "missing.png"), "-o", str(tmp_path / "d.png")]) == 1
+    assert not (tmp_path / "d.png").exists()
+    assert predict.main([str(img), "-o", "x.png"]) == 2
+
+
+def test_evaluate_uvim_writes_json_and_markdown(tmp_path):
+    evaluate = script("evaluate_uvim")
+    model = save_models(tmp_path, "depth")
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", f"m={model}", "--model", str(model / "stage1"), "--num", "4", "--real",
+                          "--output-dir", str(out)]) == 0
+    res = json.loads((out / "eval.json").read_text())["results"]
+    assert set(res) == {"m", "stage1"}
+    assert set(res["m"]) == {"synthetic test", "real motorcycle", "real castel"}
+    lm = res["m"]["synthetic test"]["lm"]
+    assert {"rmse", "abs_rel", "delta1", "codebook_usage", "token_accuracy"} <= set(lm)
+    assert res["stage1"]["synthetic test"]["oracle"]["rmse"] == res["m"]["synthetic test"]["oracle"]["rmse"]
+    assert "| m | real castel | lm |" in (out / "eval.md").read_text()
