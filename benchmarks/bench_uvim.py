@@ -43,7 +43,7 @@ MAIN_METRIC = {"depth": "rmse", "panoptic": "pq", "colorization": "fd_chroma"}
 def scale_overrides(args) -> list[str]:
     """The reduced scale (stated in results.md)."""
     return [f"model.image_size={args.size}", f"model.width={args.width}", "model.blocks=1", "model.feature_down=2",
-            "model.code_grid=4", "model.ema_decay=0.95", "model.split_threshold=0.001", f"data.num_train={args.num_train}",
+            "model.code_grid=4", "model.ema_decay=0.95", "model.split_threshold=0.001", f"data.num_train={args.num_train}", "data.cache=true",
             "data.num_val=32", f"data.batch_size={args.batch_size}", "optim.warmup_steps=50", "log.every=25",
             "log.media_every=0", "log.eval_every=0", "log.progress_bar=false", "checkpoint.every=100",
             "checkpoint.keep_last=1", "optim.ema_decay=0.0"]
@@ -133,22 +133,25 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output-dir", type=Path, default=Path("runs/bench_uvim"))
     p.add_argument("--tasks", nargs="+", default=["depth"], choices=sorted(MAIN_METRIC))
-    p.add_argument("--quantizers", nargs="+", default=list(QUANTIZERS), choices=QUANTIZERS)
+    p.add_argument("--quantizers", nargs="*", default=list(QUANTIZERS), choices=QUANTIZERS)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--width", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-train", type=int, default=100_000)
+    p.add_argument("--num-train", type=int, default=2048, help="training pairs (rendered once, kept in memory)")
     p.add_argument("--num-test", type=int, default=128)
-    p.add_argument("--steps1", type=int, default=500)
-    p.add_argument("--steps2", type=int, default=600)
+    p.add_argument("--steps1", type=int, default=250)
+    p.add_argument("--steps2", type=int, default=300)
+    p.add_argument("--no-code", action=argparse.BooleanOptionalAction, default=True, help="train the no-code baseline")
+    p.add_argument("--skip-eval", action="store_true", help="train only (e.g. several commands in parallel, then one to evaluate)")
     args = p.parse_args(argv)
     common = scale_overrides(args)
     all_results = {}
     for task in args.tasks:
         runs: dict[str, tuple[Path, Path | None]] = {}
         base = args.output_dir / task
-        runs["no_code"] = (train(f"{task}_stage1.yaml", base / "no_code_stage1",
-                                 [*common, "model.no_code=true", f"max_steps={args.steps1}"]), None)
+        if args.no_code:
+            runs["no_code"] = (train(f"{task}_stage1.yaml", base / "no_code_stage1",
+                                     [*common, "model.no_code=true", f"max_steps={args.steps1}"]), None)
         for q in args.quantizers:
             s1 = train(f"{task}_stage1.yaml", base / f"{q}_stage1", [*common, f"model.quantizer={q}",
                                                                      f"max_steps={args.steps1}"])
@@ -156,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             s2 = train(f"{task}_stage2.yaml", base / f"{q}_stage2", [*lm_over, f"stage1={s1.resolve()}", "lm.width=64",
                                                                      "lm.patch_size=4", f"max_steps={args.steps2}"])
             runs[q] = (s1, s2)
-        all_results[task] = evaluate_task(task, runs, args)
+        if not args.skip_eval:
+            all_results[task] = evaluate_task(task, runs, args)
+    if args.skip_eval:
+        return 0
     out = {"scale": vars(args) | {"output_dir": str(args.output_dir)}, "results": all_results}
     (args.output_dir / "results.json").write_text(json.dumps(out, indent=2, default=str))
     (args.output_dir / "results.md").write_text(markdown(all_results, args))

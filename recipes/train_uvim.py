@@ -61,7 +61,8 @@ DEFAULTS: dict[str, Any] = {
     "model": _model_defaults,  # stage I: UViMConfig fields (image_size must equal data.size)
     "stage1": None,  # stage II: the stage-I model folder (or Hub repo id)
     "lm": {k: getattr(UViMLMConfig(), k) for k in LM_FIELDS},  # stage II: UViMLMConfig fields
-    "data": {"num_train": 4096, "num_val": 64, "seed": 0, "batch_size": 16, "num_workers": 0},
+    "data": {"num_train": 4096, "num_val": 64, "seed": 0, "batch_size": 16, "num_workers": 0,
+             "cache": False},  # cache: keep rendered training pairs in memory (small num_train, many epochs)
     "optim": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 1e-5, "schedule": "cosine", "warmup_steps": 100,
               "min_lr_ratio": 0.1, "grad_clip": 1.0, "gradient_accumulation_steps": 1, "ema_decay": 0.0},
     "log": {"every": 10, "media_every": 200, "eval_every": 0, "tensorboard": True, "progress_bar": True},
@@ -130,7 +131,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         stage1 = load_stage1(cfg)
         model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm))
     size = stage1.config.image_size
-    train_set = UViMPairs(cfg.task, "train", cfg.data.num_train, size, cfg.data.seed)
+    train_set = UViMPairs(cfg.task, "train", cfg.data.num_train, size, cfg.data.seed, cache=cfg.data.cache)
     val_set = UViMPairs(cfg.task, "val", cfg.data.num_val, size, cfg.data.seed)
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)

@@ -8,6 +8,7 @@
 * ``panoptic``: :mod:`.panoptic` scenes, target int64 ``(2, s, s)`` (class, instance).
 
 Item ``i`` is a pure function of ``(task, split, seed, i)``: no files, any length, exact resume.
+``cache=True`` keeps rendered items in memory, for a small training set seen for several epochs.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ PHOTO_CHUNK = 64
 class UViMPairs(torch.utils.data.Dataset):
     """Map-style dataset of ``length`` pairs for ``task`` (see module docstring)."""
 
-    def __init__(self, task: str, split: str, length: int, size: int = 64, seed: int = 0) -> None:
+    def __init__(self, task: str, split: str, length: int, size: int = 64, seed: int = 0, cache: bool = False) -> None:
         if task not in PAIR_TASKS:
             raise ValueError(f"task must be one of {', '.join(PAIR_TASKS)}, got {task!r}")
         if split not in SPLITS:
@@ -35,6 +36,7 @@ class UViMPairs(torch.utils.data.Dataset):
             raise ValueError(f"need length >= 1 and size >= 8, got {length}, {size}")
         self.task, self.split, self.length, self.size, self.seed = task, split, length, size, seed
         self._chunk: tuple[int, Tensor] | None = None
+        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache else None  # memory: ~length x item size
 
     def __len__(self) -> int:
         return self.length
@@ -42,6 +44,13 @@ class UViMPairs(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, Tensor]:
         if not 0 <= i < self.length:
             raise IndexError(i)
+        if self._cache is not None:
+            if i not in self._cache:
+                self._cache[i] = self._make(i)
+            return self._cache[i]
+        return self._make(i)
+
+    def _make(self, i: int) -> dict[str, Tensor]:
         if self.task == "depth":
             x, y = synthetic_rgbd(1, self.size, self.split, self.seed, start=i)
         elif self.task == "panoptic":
