@@ -1,6 +1,7 @@
 """Tokenizing a folder into shards: round trip, resume, bad input, refusals, datasets loading, verify."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,9 @@ from fsqtok import load_tokenizer
 from fsqtok.media import read_image
 from fsqtok.shards import ShardDataset, read_manifest, token_dtype, verify
 from fsqtok.shards.verify import main as verify_main
-from fsqtok.shards.tokenize import main
+from fsqtok.shards import pipeline
+from fsqtok.shards.cli import main
+from fsqtok.shards import writer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,12 +49,31 @@ def test_round_trip_equals_encode(shard_env, done):
     assert verify(done) == []
 
 
-def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path):
+class Crash(BaseException):
+    """Stands for a kill -9: nothing in tokenize catches it."""
+
+
+def crash_after(monkeypatch, k: int) -> None:
+    """The (k+1)-th shard write leaves a half-written temporary file and 'kills' the run."""
+    real, calls = pipeline.write_shard, []
+
+    def write_shard(out, i, *args):
+        calls.append(i)
+        if len(calls) <= k:
+            return real(out, i, *args)
+        if len(calls) == k + 1:
+            writer.tmp_path(writer.shard_paths(out, i)[0]).write_bytes(b"PAR1 partial")
+        raise Crash
+
+    monkeypatch.setattr(pipeline, "write_shard", write_shard)
+
+
+def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    env = dict(os.environ, FSQTOK_SHARDS_CRASH_AFTER="2", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "tokenize_dataset.py"), *args_for(shard_env, out)],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 3, r.stderr
+    crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        main(args_for(shard_env, out))
+    monkeypatch.undo()
     assert not (out / "manifest.json").exists()
     assert sorted(p.name for p in (out / "data").iterdir()) == [".train-00002.parquet.tmp", "train-00000.parquet",
                                                                "train-00001.parquet"]
@@ -61,6 +83,17 @@ def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path):
     before = read_bytes(out)
     assert main(args_for(shard_env, out)) == 0  # re-run of a finished output: nothing changes
     assert read_bytes(out) == before
+
+
+def test_resume_rewrites_a_shard_changed_after_it_was_written(shard_env, done, tmp_path):
+    """Issue 10.17: resume checks each complete shard's sha256 against its sidecar, as verify does."""
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    (out / "manifest.json").unlink()  # an interrupted run: shards complete, manifest not yet written
+    shard = out / "data" / "train-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[:-40] + bytes(40))  # corrupted on disk after it was written
+    assert main(args_for(shard_env, out)) == 0
+    assert read_bytes(out) == read_bytes(done) and verify(out) == []
 
 
 def test_corrupt_files_recorded_other_keys_intact(shard_env, done, tmp_path):
