@@ -128,9 +128,17 @@ class Preprocess:
     channels: int | None = None  # image/video: 1 or 3; audio: 1 mixes down to mono; None keeps the source's
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings that decide the pixels, for a shards run's identity (run.json).
+
+        Unchanged for settings whose pixels are what they were before one preprocessing served
+        training and tokenize (no ``size``/``num_frames``, default channels), so such outputs still
+        resume; ``fitting: 2`` marks the crop-then-resize fit and the repeated last frames.
+        """
         d = asdict(self)
-        if d["channels"] is None:  # runs from before `channels` existed keep their identity
+        if d["channels"] in (None, 3 if self.modality in ("image", "video") else None):
             del d["channels"]
+        if self.size or self.num_frames:
+            d["fitting"] = 2
         return d
 
     def image(self, x: Tensor, name: str = "image") -> Tensor:
