@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -10,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.token_shards import MANIFEST_FILE
+from ..hub import WEIGHTS_NAME, resolve_file
 from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, sha256_file, shard_complete
 
 FORMAT = "fsqtok-shards"
@@ -22,21 +22,15 @@ class OutputMismatch(RuntimeError):
 
 
 def tokenizer_identity(tok: Any, source: str) -> dict[str, Any]:
-    """Tokenizer path/repo id, its config.json content and the sha256 of its weights."""
-    weights = None
-    local = Path(source) / "model.safetensors"
-    if local.is_file():
-        weights = sha256_file(local)
-    else:  # a Hub id: hash the cached file if there is one, else the loaded tensors
-        try:
-            from ..tokenizers.base import _resolve_file
-            weights = sha256_file(_resolve_file(source, "model.safetensors", local_files_only=True))
-        except Exception:  # noqa: BLE001
-            h = hashlib.sha256()
-            for name, t in sorted(tok.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-            weights = "state_dict:" + h.hexdigest()
+    """Tokenizer path/repo id, its config.json content and the sha256 of its weights.
+
+    The weights' hash is that of the ``model.safetensors`` file where one is at hand (local folder or
+    Hub cache), else :meth:`fsqtok.hub.HubMixin.weights_hash` (the same bytes, recomputed).
+    """
+    try:
+        weights = sha256_file(resolve_file(source, WEIGHTS_NAME, local_files_only=True))
+    except Exception:  # noqa: BLE001 - no file at hand: hash the loaded weights as save_pretrained writes them
+        weights = tok.weights_hash()
     return {"source": str(source), "modality": tok.modality, "hub_config": tok.hub_config(),
             "weights_sha256": weights, "codebook_size": int(tok.codebook_size),
             "num_stages": int(tok.num_stages)}
