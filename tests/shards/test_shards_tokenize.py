@@ -2,8 +2,6 @@
 
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +18,6 @@ from fsqtok.shards import pipeline
 from fsqtok.shards.cli import main
 from fsqtok.shards import writer
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_token_dtype():

@@ -19,7 +19,8 @@ from .datasets import DecodeFailures, EpochSampler, build_dataset, collate, trai
 from .folder import FolderSource, read_label_sidecar
 from .hf import DATA_FORMATS, HFSource, StreamSource, detect_format
 from .loading import SourceDataset
-from .paired import Field, PairedDataset, PairedFolderSource, PairedHFSource, read_label_map
+from .label_maps import read_label_map
+from .paired import Field, PairedDataset, PairedFolderSource, PairedHFSource
 from .preprocess import Box, DataError, Preprocess, extensions, fit_spatial
 from .token_shards import ShardDataset, ShardStream, read_manifest
 

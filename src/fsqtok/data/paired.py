@@ -9,7 +9,7 @@ Fields
     * ``"depth"``: float32 ``(1, S, S)`` metres, NaN where invalid (:func:`fsqtok.media.read_depth`:
       16-bit PNG millimetres or ``.npy`` metres); nearest neighbour, so no value is ever
       interpolated across an invalid pixel;
-    * ``"label"``: int64 ``(S, S)`` ids (:func:`read_label_map`: 8/16-bit or palette PNG ids, integer
+    * ``"label"``: int64 ``(S, S)`` ids (:func:`fsqtok.data.label_maps.read_label_map`: 8/16-bit or palette PNG ids, integer
       ``.npy``, or an RGB PNG as ``R + 256 G + 256^2 B`` in the COCO panoptic convention);
       nearest neighbour, so ids are never mixed.
 
@@ -60,10 +60,10 @@ from ..media import MediaError
 from .cells import depth_from_array, one_line, with_temp_file
 from .folder import clean_key, keys_hash, list_files, read_records
 from .hf import label_names, label_value, load_hf, row_key, undecoded
+from .label_maps import LABEL_EXTENSIONS, label_map_from_array, read_label_map
 from .preprocess import Box, DataError, fit_spatial, match_channels
 
 FIELD_KINDS = ("image", "depth", "label")
-LABEL_EXTENSIONS = (".npy", ".png")
 
 
 @dataclass(frozen=True)
@@ -96,40 +96,6 @@ def as_fields(fields: Sequence[Field] | Mapping[str, str]) -> tuple[Field, ...]:
     if len(set(names)) != len(names) or {"key", "label", "failed"} & set(names):
         raise DataError(f"field names must be unique and not key/label/failed, got {names}")
     return out
-
-
-def label_map_from_array(a: np.ndarray, name: str) -> Tensor:
-    """A 2-D integer array (or ``(H, W, 3)`` RGB-coded ids) -> int64 ``(H, W)``."""
-    a = np.asarray(a)
-    if a.ndim == 3 and a.shape[-1] in (3, 4) and a.dtype == np.uint8:  # COCO panoptic: R + 256 G + 256^2 B
-        a = a[..., 0].astype(np.int64) + 256 * a[..., 1].astype(np.int64) + 65536 * a[..., 2].astype(np.int64)
-    if a.ndim == 3 and 1 in (a.shape[0], a.shape[-1]):  # (1, H, W) or (H, W, 1)
-        a = a[0] if a.shape[0] == 1 else a[..., 0]
-    if a.ndim != 2:
-        raise MediaError(f"{name}: expected a 2-D label map, got shape {a.shape}")
-    if a.dtype.kind == "f" and np.all(np.isfinite(a)) and np.all(a == np.round(a)):
-        a = a.astype(np.int64)
-    if a.dtype.kind not in "iub":
-        raise MediaError(f"{name}: label maps hold integer ids, got {a.dtype}")
-    return torch.from_numpy(a.astype(np.int64))
-
-
-def read_label_map(source: str | Path | bytes, name: str | None = None) -> Tensor:
-    """A label map file (or its bytes) -> int64 ``(H, W)`` ids: PNG (8/16-bit, palette index, RGB ids) or ``.npy``."""
-    name = name or (Path(source).name if not isinstance(source, bytes) else "label map")
-    is_npy = source[:6] == b"\x93NUMPY" if isinstance(source, bytes) else Path(source).suffix.lower() == ".npy"
-    with media.errors.media_errors(name, "a valid label map"):
-        if not isinstance(source, bytes):
-            media.errors.check_readable(source)
-        raw = io.BytesIO(source) if isinstance(source, bytes) else source
-        if is_npy:
-            return label_map_from_array(np.load(raw, allow_pickle=False), name)
-        from PIL import Image
-
-        with Image.open(raw) as im:
-            if im.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "RGB"):
-                raise MediaError(f"{name}: label PNGs are grey, palette, 16-bit or RGB ids, got mode {im.mode}")
-            return label_map_from_array(np.asarray(im), name)
 
 
 def read_field(path: str | Path, field: Field) -> Tensor:

@@ -7,7 +7,8 @@ Output layout and guarantees are described in :mod:`fsqtok.shards.writer` and
 """
 
 from ..data.token_shards import ShardDataset, ShardStream, read_manifest
-from .pipeline import JobError, TokenizeJob, tokenize
+from .job import JobError, TokenizeJob
+from .pipeline import tokenize
 from .verify import verify
 from .writer import token_dtype
 

@@ -21,7 +21,8 @@ from typing import Any, Sequence
 from ..cli_support import OneLineParser, UsageError, exit_process, run_command
 from ..data.hf import DATA_FORMATS
 from ..data.preprocess import DataError
-from .pipeline import JobError, TokenizeJob, tokenize
+from .job import JobError, TokenizeJob
+from .pipeline import tokenize
 
 
 def build_parser() -> argparse.ArgumentParser:
