@@ -6,7 +6,8 @@
 
 One readable script for both stages (``stage: 1`` or ``2``). The ``model`` section takes the fields of
 ``fsqtok.generative.uvim.UViMConfig`` (stage I), the ``lm`` section those of ``UViMLMConfig`` that are
-not derived from the stage-I model (stage II). Data are the offline pairs of ``fsqtok.data.uvim_pairs``.
+not derived from the stage-I model (stage II). Data: the offline synthetic pairs of ``fsqtok.data.uvim_pairs``, or
+(``data.source=folder data.path=DIR``) your own pairs through the shared paired layer (``UViMFolderPairs``).
 Stage II trains on the codes the frozen stage-I oracle makes of each target; its model folder holds the
 stage-I model it was trained with in ``stage1/``, named in its config.json by path and weights hash.
 
@@ -36,8 +37,8 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
-from fsqtok.data import EpochSampler
-from fsqtok.data.uvim_pairs import UViMPairs
+from fsqtok.data import DataError, EpochSampler
+from fsqtok.data.uvim_pairs import UViMFolderPairs, UViMPairs
 from fsqtok.generative.uvim import UViMConfig, UViMStage1
 from fsqtok.generative.uvim_eval import evaluate
 from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
@@ -61,8 +62,17 @@ DEFAULTS: dict[str, Any] = {
     "model": _model_defaults,  # stage I: UViMConfig fields (image_size must equal data.size)
     "stage1": None,  # stage II: the stage-I model folder (or Hub repo id)
     "lm": {k: getattr(UViMLMConfig(), k) for k in LM_FIELDS},  # stage II: UViMLMConfig fields
-    "data": {"num_train": 4096, "num_val": 64, "seed": 0, "batch_size": 16, "num_workers": 0,
-             "cache": False},  # cache: keep rendered training pairs in memory (small num_train, many epochs)
+    "data": {
+        "source": "synthetic",  # synthetic (offline pairs, fsqtok.data.uvim_pairs) | folder (your pairs)
+        "path": None,  # folder source: training pairs (image/ + depth/ | semantic/ + instance/ sub-folders)
+        "val_path": None,  # folder source: held-out pairs; default: path
+        "num_train": 4096,  # synthetic source: training pairs
+        "num_val": 64,  # synthetic source: held-out pairs
+        "seed": 0,
+        "batch_size": 16,  # per process
+        "num_workers": 0,
+        "cache": False,  # synthetic source: keep rendered training pairs in memory (small num_train, many epochs)
+    },
     "optim": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 1e-5, "schedule": "cosine", "warmup_steps": 100,
               "min_lr_ratio": 0.1, "grad_clip": 1.0, "gradient_accumulation_steps": 1, "ema_decay": 0.0},
     "log": {"every": 10, "media_every": 200, "eval_every": 0, "tensorboard": True, "progress_bar": True},
@@ -89,6 +99,9 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
     c.in_range("optim.ema_decay", 0.0, 1.0, high_open=True)
     c.choice("mixed_precision", ("no", "bf16", "fp16"))
     c.choice("optim.schedule", SCHEDULES)
+    c.choice("data.source", ("synthetic", "folder"))
+    if cfg.data.source == "folder" and not cfg.data.path:
+        c.error("data.source=folder needs data.path=FOLDER (and optionally data.val_path)")
     if cfg.stage not in (1, 2):
         c.error(f"stage={cfg.stage!r}: must be 1 or 2")
     if cfg.stage == 2 and not cfg.stage1:
@@ -131,12 +144,18 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         stage1 = load_stage1(cfg)
         model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm))
     size = stage1.config.image_size
-    train_set = UViMPairs(cfg.task, "train", cfg.data.num_train, size, cfg.data.seed, cache=cfg.data.cache)
-    val_set = UViMPairs(cfg.task, "val", cfg.data.num_val, size, cfg.data.seed)
+    d = cfg.data
+    if d.source == "folder":
+        train_set = UViMFolderPairs(cfg.task, d.path, size, train=True, seed=cfg.seed)
+        val_set = UViMFolderPairs(cfg.task, d.val_path or d.path, size, train=False)
+    else:
+        train_set = UViMPairs(cfg.task, "train", d.num_train, size, d.seed, cache=d.cache)
+        val_set = UViMPairs(cfg.task, "val", d.num_val, size, d.seed)
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)
     if len(train_set) < cfg.data.batch_size * accelerator.num_processes:
-        raise CheckpointError(f"data.num_train={len(train_set)} is below data.batch_size x processes")
+        raise DataError(f"{len(train_set)} training pairs are too few for data.batch_size={cfg.data.batch_size} "
+                        f"on {accelerator.num_processes} process(es)")
     stage1.to(accelerator.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay)
     scheduler = build_scheduler(optimizer, oc, cfg.max_steps)
@@ -177,6 +196,8 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     with StopRequest() as stop:
         while state.step < cfg.max_steps and code == 0:
             train_dl.set_epoch(epoch)
+            if hasattr(train_set, "set_epoch"):  # random crops of folder pairs depend on (seed, epoch, index)
+                train_set.set_epoch(epoch)
             for batch in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
                 x, y = batch["image"], batch["target"]
                 model.train()

@@ -88,3 +88,27 @@ def test_uvim_pairs(task, shape, dtype):
     assert not torch.equal(ds[0]["image"], ds[1]["image"])
     with pytest.raises(IndexError):
         ds[70]
+
+
+def test_folder_pairs_through_the_paired_layer(tmp_path):
+    from fsqtok.data.uvim_pairs import UViMFolderPairs
+    from fsqtok.media import write_depth, write_image
+
+    for sub in ("image", "depth", "semantic", "instance"):
+        (tmp_path / sub).mkdir()
+    for k in range(3):
+        write_image(tmp_path / "image" / f"{k}.png", torch.rand(3, 20, 24) * 2 - 1)
+        d = torch.full((1, 20, 24), 1.5 + k)
+        d[0, 0, 0] = float("nan")
+        write_depth(tmp_path / "depth" / f"{k}.png", d)
+        np.save(tmp_path / "semantic" / f"{k}.npy", np.full((20, 24), k, np.int64))
+        np.save(tmp_path / "instance" / f"{k}.npy", np.full((20, 24), 1, np.int64))
+    depth = UViMFolderPairs("depth", str(tmp_path), 16, train=False)
+    item = depth[2]
+    assert len(depth) == 3 and item["image"].shape == (3, 16, 16) and item["target"].shape == (1, 16, 16)
+    assert torch.allclose(item["target"][torch.isfinite(item["target"])], torch.tensor(3.5))
+    pan = UViMFolderPairs("panoptic", str(tmp_path), 16, train=True, seed=1)[1]
+    assert pan["target"].shape == (2, 16, 16) and pan["target"].dtype == torch.int64
+    assert (pan["target"][0] == 1).all() and (pan["target"][1] == 1).all()
+    col = UViMFolderPairs("colorization", str(tmp_path), 16, train=False)[0]
+    assert torch.equal(col["image"], col["target"])

@@ -113,3 +113,20 @@ def test_config_errors_are_one_line(run, tmp_path, capsys):
     assert not (tmp_path / "y").exists()  # nothing written before the config is valid
     assert run("depth_stage2_debug.yaml", f"output_dir={tmp_path / 'z'}", f"stage1={tmp_path / 'missing'}") == 1
     assert capsys.readouterr().err.startswith("error: stage1=")
+
+
+def test_stage1_on_folder_pairs(run, tmp_path):
+    import numpy as np
+    from fsqtok.media import write_depth, write_image
+
+    data = tmp_path / "pairs"
+    for sub in ("image", "depth"):
+        (data / sub).mkdir(parents=True)
+    for k in range(8):
+        write_image(data / "image" / f"{k:02d}.png", torch.rand(3, 24, 24) * 2 - 1)
+        write_depth(data / "depth" / f"{k:02d}.npy", torch.full((1, 24, 24), 1.0 + k, dtype=torch.float32))
+    out = tmp_path / "run"
+    assert run("depth_stage1_debug.yaml", f"output_dir={out}", "data.source=folder", f"data.path={data}") == 0
+    assert "8 train / 8 val items" in (out / "train.log").read_text()
+    assert np.isfinite(rows(out, "eval")[-1]["rmse"])
+    assert run("depth_stage1_debug.yaml", f"output_dir={tmp_path / 'bad'}", "data.source=folder") == 1

@@ -33,6 +33,7 @@ def losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in rows if r["kind"] == "train"}
 
 
+@pytest.mark.timeout(1800)  # four launches; minutes on a shared CPU
 def test_two_process_stage1_resume_and_stage2(tmp_path):
     config = ["--config", "recipes/configs/uvim/depth_stage1_debug.yaml", "log.tensorboard=false", "max_steps=4",
               "checkpoint.every=2", "checkpoint.keep_last=0", "model.quantizer=vq_split"]

@@ -8,6 +8,11 @@
 * ``panoptic``: :mod:`.panoptic` scenes, target int64 ``(2, s, s)`` (class, instance).
 
 Item ``i`` is a pure function of ``(task, split, seed, i)``: no files, any length, exact resume.
+
+:class:`UViMFolderPairs` reads the user's own pairs through the shared paired layer
+(:class:`fsqtok.data.PairedFolderSource` + :class:`~fsqtok.data.PairedDataset`): sub-folders
+``image/`` and ``depth/`` (depth), ``image/`` (colorization), or ``image/``, ``semantic/`` and ``instance/``
+(panoptic: label-map PNGs or ``.npy``), matched by file stem.
 ``cache=True`` keeps rendered items in memory, for a small training set seen for several epochs.
 """
 
@@ -16,12 +21,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .paired import Field, PairedDataset, PairedFolderSource
 from .panoptic import synthetic_panoptic
+from .preprocess import DataError
 from .rgbd import SPLITS, synthetic_rgbd
 from .samples import sample_images
 
 PAIR_TASKS = ("depth", "colorization", "panoptic")
 PHOTO_CHUNK = 64
+FOLDER_FIELDS = {"depth": (Field("image", "image"), Field("depth", "depth")), "colorization": (Field("image", "image"),),
+                 "panoptic": (Field("image", "image"), Field("semantic", "label"), Field("instance", "label"))}
 
 
 class UViMPairs(torch.utils.data.Dataset):
@@ -66,3 +75,34 @@ class UViMPairs(torch.utils.data.Dataset):
             seed = (self.seed * 1_000_003 + SPLITS[self.split]) * 7_919 + c
             self._chunk = (c, sample_images(PHOTO_CHUNK, self.size, photos, seed=seed))
         return self._chunk[1]
+
+
+class UViMFolderPairs(torch.utils.data.Dataset):
+    """The user's pairs for ``task`` from a folder (module docstring), fitted to ``size x size``:
+    random crops (``min_scale`` of the short side) and flips for training, centre crops otherwise."""
+
+    def __init__(self, task: str, root: str, size: int, train: bool, seed: int = 0, min_scale: float = 0.5) -> None:
+        if task not in FOLDER_FIELDS:
+            raise ValueError(f"task must be one of {', '.join(FOLDER_FIELDS)}, got {task!r}")
+        self.task = task
+        source = PairedFolderSource(root, FOLDER_FIELDS[task])
+        self.data = PairedDataset(source, size, crop="random" if train else "center",
+                                  min_scale=min_scale if train else 1.0, flip=train, seed=seed)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.data.set_epoch(epoch)
+
+    def __getitem__(self, i: int) -> dict[str, Tensor]:
+        item = self.data[i]
+        if item is None:
+            raise DataError(f"pair {self.data.source.keys[i]} could not be read (see the warning above)")
+        if self.task == "depth":
+            target = item["depth"]
+        elif self.task == "panoptic":
+            target = torch.stack([item["semantic"], item["instance"]])
+        else:
+            target = item["image"]
+        return {"image": item["image"], "target": target}
