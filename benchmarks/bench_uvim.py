@@ -44,7 +44,7 @@ def scale_overrides(args) -> list[str]:
     """The reduced scale (stated in results.md)."""
     return [f"model.image_size={args.size}", f"model.width={args.width}", "model.blocks=1", "model.feature_down=2",
             "model.code_grid=4", "model.ema_decay=0.95", "model.split_threshold=0.001", f"data.num_train={args.num_train}", "data.cache=true",
-            "data.num_val=32", f"data.batch_size={args.batch_size}", "optim.warmup_steps=50", "log.every=25",
+            "data.num_val=16", f"data.batch_size={args.batch_size}", "optim.warmup_steps=50", "log.every=25",
             "log.media_every=0", "log.eval_every=0", "log.progress_bar=false", "checkpoint.every=100",
             "checkpoint.keep_last=1", "optim.ema_decay=0.0"]
 
@@ -104,7 +104,7 @@ def evaluate_task(task: str, runs: dict[str, tuple[Path, Path | None]], args) ->
 def markdown(all_results: dict, args) -> str:
     lines = [f"# UViM: FSQ vs VQ at reduced scale\n",
              f"Scale: {args.size}x{args.size} images, 16-token guide code (4x4), conv stage I of width {args.width}, "
-             f"stage II 2+2-layer transformer of width 64; {args.steps1} stage-I and {args.steps2} stage-II steps of "
+             f"stage II 2+2-layer transformer of width {args.lm_width} on 8x8 patches; {args.steps1} stage-I and {args.steps2} stage-II steps of "
              f"batch {args.batch_size}; synthetic test split of {args.num_test} images. One seed; "
              "+/- is the 95% interval over test images. The paper: 512x512 NYU, 256-token code, ViT-L, 4096/4375 codes.\n"]
     for task, res in all_results.items():
@@ -135,11 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", nargs="+", default=["depth"], choices=sorted(MAIN_METRIC))
     p.add_argument("--quantizers", nargs="*", default=list(QUANTIZERS), choices=QUANTIZERS)
     p.add_argument("--size", type=int, default=32)
-    p.add_argument("--width", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--num-train", type=int, default=2048, help="training pairs (rendered once, kept in memory)")
-    p.add_argument("--num-test", type=int, default=128)
-    p.add_argument("--steps1", type=int, default=250)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--lm-width", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--num-train", type=int, default=1024, help="training pairs (rendered once, kept in memory)")
+    p.add_argument("--num-test", type=int, default=64)
+    p.add_argument("--steps1", type=int, default=300)
     p.add_argument("--steps2", type=int, default=300)
     p.add_argument("--no-code", action=argparse.BooleanOptionalAction, default=True, help="train the no-code baseline")
     p.add_argument("--skip-eval", action="store_true", help="train only (e.g. several commands in parallel, then one to evaluate)")
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             s1 = train(f"{task}_stage1.yaml", base / f"{q}_stage1", [*common, f"model.quantizer={q}",
                                                                      f"max_steps={args.steps1}"])
             lm_over = [c for c in common if c.startswith(("data.", "optim.", "log.", "checkpoint."))]
-            s2 = train(f"{task}_stage2.yaml", base / f"{q}_stage2", [*lm_over, f"stage1={s1.resolve()}", "lm.width=64",
-                                                                     "lm.patch_size=4", f"max_steps={args.steps2}"])
+            s2 = train(f"{task}_stage2.yaml", base / f"{q}_stage2", [*lm_over, f"stage1={s1.resolve()}", f"lm.width={args.lm_width}",
+                                                                     "lm.patch_size=8", "lm.heads=2", f"max_steps={args.steps2}"])
             runs[q] = (s1, s2)
         if not args.skip_eval:
             all_results[task] = evaluate_task(task, runs, args)
