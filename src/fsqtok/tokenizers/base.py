@@ -236,6 +236,10 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _unfold_tokens(self, indices: Tensor, ctx: dict[str, Any]) -> Tensor:
         return indices
 
+    def _input_shape_hint(self) -> str:
+        """Appended to decode's shape-mismatch message (audio: the sample rate)."""
+        return ""
+
     @property
     def _extra_token_axes(self) -> int:
         """Axes between batch and stage axes in user indices (audio's channel axis)."""
@@ -370,10 +374,11 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _encode_prepared(self, x_net: Tensor, ctx: dict[str, Any]) -> Tensor:
         return self._unfold_tokens(self._quantize(self.encoder(x_net)), ctx)
 
+    @torch.inference_mode()
     def decode(
         self, indices: Tensor, *, input_shape: Sequence[int] | None = None, num_stages: int | None = None
     ) -> Tensor:
-        """Indices -> tensor in this modality's convention.
+        """Indices -> tensor in this modality's convention (runs under ``torch.inference_mode``).
 
         Args:
             indices: int64 tokens as :meth:`encode` returns them.
@@ -392,7 +397,8 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
                 got = got[:axis] + got[axis + 1 :]
             if got != expected:
                 self._fail(
-                    f"indices of shape {tuple(indices.shape)} do not come from an input of shape {tuple(input_shape)}"
+                    f"indices of shape {tuple(indices.shape)} do not come from an input of shape "
+                    f"{tuple(input_shape)}{self._input_shape_hint()}"
                 )
             ctx["input_shape"] = tuple(int(s) for s in input_shape)
         flat, fold_ctx = self._fold_tokens(indices)
@@ -449,9 +455,12 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             "## Usage\n\n"
             "```python\nimport fsqtok\n\n"
             f'tokenizer = fsqtok.load_tokenizer("{repo_id}")\n'
-            "indices = tokenizer.encode(x)\n"
-            "x_hat = tokenizer.decode(indices, input_shape=x.shape)\n```\n"
+            f"{self._card_usage()}\n```\n"
         )
+
+    def _card_usage(self) -> str:
+        """The model card's encode/decode lines."""
+        return "indices = tokenizer.encode(x)\nx_hat = tokenizer.decode(indices, input_shape=x.shape)"
 
 
 def _card_value(value: Any) -> str:
