@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .cli_support import (OneLineParser, UsageError, check_device, exit_process, finite_float, positive_int,
-                          run_command)
+from .cli_support import (OneLineParser, UsageError, check_device, exit_process, finite_float, model_source,
+                          positive_int, run_command)
 
 # output extension used by `decode` when -o is a folder
 DEFAULT_EXT = {"image": ".png", "depth": ".npy", "audio": ".wav", "video": ".mp4"}
@@ -43,27 +43,27 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("encode", parents=[common], help="media files -> tokens (.safetensors)")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files of the tokenizer's modality")
     p.add_argument("-o", "--output", required=True, help="tokens file to write (.safetensors)")
     _add_reading_args(p)
 
     p = sub.add_parser("decode", parents=[common], help="tokens (.safetensors) -> media files")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("tokens", metavar="TOKENS", help="a tokens file written by `fsqtok encode`")
     p.add_argument("-o", "--output", required=True,
                    help="media file to write (one item), or a folder (several items)")
     p.add_argument("--num-stages", type=positive_int, default=None, help="residual FSQ: decode from the first N stages")
 
     p = sub.add_parser("reconstruct", parents=[common], help="encode and decode a media file in one go")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("input", metavar="INPUT", help="a media file of the tokenizer's modality")
     p.add_argument("-o", "--output", required=True, help="media file to write")
     p.add_argument("--num-stages", type=positive_int, default=None, help="residual FSQ: decode from the first N stages")
     _add_reading_args(p)
 
     p = sub.add_parser("info", parents=[common], help="print a tokenizer's modality, size, compression, codebook and rate")
-    p.add_argument("tokenizer", metavar="T", help="saved tokenizer folder or Hub repo id")
+    p.add_argument("tokenizer", metavar="T", type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("tokenize", help="tokenize a dataset into index shards (see `fsqtok tokenize --help`)",
@@ -83,14 +83,8 @@ def _add_reading_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(source: str, device: str):
-    """The tokenizer at ``source`` on ``device``; a local-looking path that does not exist is a usage error."""
-    from .hub import CONFIG_NAME, looks_local
     from .tokenizers import load_tokenizer
 
-    if os.path.isfile(source):
-        raise UsageError(f"--tokenizer {source}: a file; pass the folder that holds {CONFIG_NAME}")
-    if not os.path.exists(source) and looks_local(source):
-        raise UsageError(f"--tokenizer {source}: no such folder, and not a Hub repo id of the form org/name")
     return load_tokenizer(source, map_location=device)
 
 

@@ -55,6 +55,21 @@ def finite_float(minimum: float | None = None, inclusive: bool = True) -> Callab
     return parse
 
 
+def model_source(text: str) -> str:
+    """argparse type for a saved model: an existing folder, or a Hub repo id ``org/name``.
+
+    A file, or a path that looks local (see :func:`fsqtok.hub.looks_local`) and does not exist,
+    is an argument error at once, before any work and without trying the Hub.
+    """
+    from .hub import CONFIG_NAME, looks_local
+
+    if os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: a file; pass the folder that holds {CONFIG_NAME}")
+    if not os.path.exists(text) and looks_local(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such folder, and not a Hub repo id of the form org/name")
+    return text
+
+
 def check_device(text: str) -> str:
     """argparse type for ``--device``: a torch device that exists on this machine (cpu, cuda[:i], mps)."""
     import torch

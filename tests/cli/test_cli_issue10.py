@@ -166,7 +166,7 @@ def test_local_looking_tokenizer_paths_are_usage_errors_at_once(tmp_path, capsys
     (tmp_path / "runs").mkdir()
     start = time.monotonic()
     code, _, err = run(["info", source], capsys)
-    assert code == 2 and _one_line(err) and f"--tokenizer {source}: no such folder" in err
+    assert code == 2 and _one_line(err) and f"argument T: {source}: no such folder" in err
     assert time.monotonic() - start < 5
 
 
