@@ -128,7 +128,7 @@ def _read(tok, path: str, args: argparse.Namespace):
     if file_kind != kind:
         raise UsageError(f"{path}: a {file_kind} file, but the tokenizer takes {kind}; pick a {kind} tokenizer")
     if kind == "image":
-        return media.read_image(path)[None], {}
+        return media.read_image(path, channels=tok.config.in_channels)[None], {}
     if kind == "audio":
         wav, sr = media.read_audio(path)
         return wav[None], {"sample_rate": sr}

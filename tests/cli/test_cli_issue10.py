@@ -61,6 +61,28 @@ def test_nan_weights_fail_encode_naming_the_input(tmp_path, capsys):
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["nan", "photo.png"]
 
 
+# ---------------------------------------------------------------- item 4: the tokenizer's channel count
+
+
+def test_grey_tokenizer_encodes_colour_and_grey_files(tmp_path, capsys):
+    grey = tmp_path / "grey"
+    tok = ImageTokenizer(ImageConfig(in_channels=1))
+    tok.save_pretrained(grey)
+    colour = _image(tmp_path / "colour.png")
+    mono = tmp_path / "mono.png"
+    media.write_image(str(mono), torch.rand(1, 16, 24) * 2 - 1)
+    tokens = tmp_path / "t.safetensors"
+    code, _, err = run(["encode", "-t", grey, colour, mono, "-o", tokens], capsys)
+    assert code == 0, err
+    t = load_file(tokens)
+    for i, path in enumerate([colour, str(mono)]):
+        assert torch.equal(t[f"tokens.{i}"], tok.encode(media.read_image(path, channels=1)[None]))
+    assert run(["decode", "-t", grey, tokens, "-o", tmp_path / "out"], capsys)[0] == 0
+    assert media.read_image(str(tmp_path / "out" / "colour.png"), channels=1).shape == (1, 16, 24)
+    code, _, err = run(["reconstruct", "-t", grey, colour, "-o", tmp_path / "rec.png"], capsys)
+    assert code == 0, err
+
+
 # ---------------------------------------------------------------- item 6: tokens are tied to the weights
 
 
