@@ -4,6 +4,7 @@ import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -233,6 +234,18 @@ def test_encode_to_a_folder_named_like_a_file_leaves_nothing(image_tok, tmp_path
     assert code == 2 and _one_line(err) and "is a folder" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["existing.safetensors", "photo.png"]
     assert list((tmp_path / "existing.safetensors").iterdir()) == []
+
+
+def test_a_failed_rename_leaves_no_temporary_file(image_tok, tmp_path, capsys, monkeypatch):
+    photo = _image(tmp_path / "photo.png")
+
+    def full_disk(self, target):
+        raise OSError(f"{target}: no space left on device")
+
+    monkeypatch.setattr(Path, "replace", full_disk)
+    code, _, err = run(["encode", "-t", image_tok, photo, "-o", tmp_path / "t.safetensors"], capsys)
+    assert code == 1 and "no space left" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
 
 
 # ---------------------------------------------------------------- --debug / --device in every position
