@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -139,15 +140,23 @@ class TokenizerOutput:
 
     Attributes:
         reconstruction: decoded input, in the input's convention and shape.
-        indices: int64 tokens, as :meth:`Tokenizer.encode` returns them.
         quantizer_loss: scalar auxiliary loss of the bottleneck (0 for FSQ).
         quantizer_output: the bottleneck's raw output (``z_q``, per-call usage statistics).
+        unfold: bottleneck indices -> the layout :meth:`Tokenizer.encode` returns.
+
+    :attr:`indices` is read on demand from ``quantizer_output``, so a training step never waits
+    for it, and reading it raises the quantizer's error when the latents were not finite.
     """
 
     reconstruction: Tensor
-    indices: Tensor
     quantizer_loss: Tensor
     quantizer_output: QuantizerOutput
+    unfold: Callable[[Tensor], Tensor] = lambda indices: indices
+
+    @property
+    def indices(self) -> Tensor:
+        """int64 tokens, as :meth:`Tokenizer.encode` returns them."""
+        return self.unfold(self.quantizer_output.indices)
 
     def usage(self) -> float:
         """Fraction of the codebook used in this batch (computed on demand)."""
@@ -418,9 +427,9 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _output(self, reconstruction: Tensor, y: Tensor, q: QuantizerOutput, ctx: dict[str, Any]) -> TokenizerOutput:
         return TokenizerOutput(
             reconstruction=reconstruction,
-            indices=self._unfold_tokens(q.indices, ctx),
             quantizer_loss=q.loss,
             quantizer_output=q,
+            unfold=functools.partial(self._unfold_tokens, ctx=ctx),
         )
 
     # -- Hub (save/load, strictness and weights_hash come from HubMixin)
