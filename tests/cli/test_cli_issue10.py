@@ -270,3 +270,14 @@ def test_device_and_debug_reach_the_subcommand(image_tok, tmp_path, capsys, posi
     argv = ["decode", "-t", image_tok, missing, "-o", tmp_path / "r.png"]
     with pytest.raises(FileNotFoundError, match="no such tokens file"):  # --debug re-raises
         main([str(a) for a in (["--debug", *argv] if position == "before" else [*argv, "--debug"])])
+
+
+@pytest.mark.parametrize("position", ["before", "after"])
+def test_the_device_reaches_the_tokenizer(image_tok, capsys, monkeypatch, position):
+    import fsqtok.cli as cli
+
+    seen = []
+    real_load = cli._load
+    monkeypatch.setattr(cli, "_load", lambda source, device: seen.append(device) or real_load(source, device))
+    argv = ["--device", "cpu:0", "info", image_tok] if position == "before" else ["info", image_tok, "--device", "cpu:0"]
+    assert run(argv, capsys)[0] == 0 and seen == ["cpu:0"]
