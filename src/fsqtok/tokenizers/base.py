@@ -26,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from ..hub import REPO_URL, CheckpointError, ConfigError, HubMixin
-from ..hub import resolve_file as _resolve_file  # noqa: F401 - fsqtok.shards.manifest imports it from here
 
 from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ, VectorQuantizer
 from ..quantizers.fsq import validate_levels
