@@ -74,6 +74,14 @@ def test_float_images_are_metres_and_8bit_is_refused():
         decode_depth_bytes(b"", name="row 7")
 
 
+def test_huge_declared_depth_png_is_refused(tmp_path):
+    from tests.media.test_image import _png_declaring
+
+    (tmp_path / "bomb.png").write_bytes(_png_declaring(10000, 10000))
+    with pytest.raises(MediaError, match=r"^bomb.png: declares 10000x10000 = 100000000 pixels, over the limit"):
+        read_depth(tmp_path / "bomb.png")
+
+
 def test_depth_from_array_marks_invalid_and_checks_shape():
     d = depth_from_array(np.array([[[2.0, 0.0, np.inf, -3.0]]]))  # a one-row map stays (1, 1, W)
     assert depth_from_array(np.ones((3, 2, 1))).shape == (1, 3, 2)

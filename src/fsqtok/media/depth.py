@@ -23,6 +23,7 @@ from PIL import Image
 from torch import Tensor
 
 from .errors import MediaError, check_extension, check_readable, media_errors
+from .image import open_image
 
 DEPTH_EXTENSIONS = {".png": "16-bit PNG, millimetres", ".npy": "float metres"}
 PNG_RANGE_METRES = (0.001, 65.535)  # uint16 millimetres; 0 is reserved for invalid
@@ -71,7 +72,7 @@ def _decode(source: str | Path | IO[bytes], name: str, npy: bool) -> Tensor:
         if npy:
             d = np.load(source, allow_pickle=False)
         else:
-            with Image.open(source) as im:
+            with open_image(source, name) as im:  # refuses huge declared sizes before decoding
                 if im.mode in _MILLIMETRE_MODES:
                     d = np.asarray(im, dtype=np.float32) / 1000.0
                 elif im.mode == "F":
