@@ -41,33 +41,44 @@ def test_stages_refine_and_prefix_decoding():
 def stage_errors(rfsq: ResidualFSQ, z: torch.Tensor) -> torch.Tensor:
     """``(S, d)``: per channel, the max error of the first ``s`` stages against ``bound(z) / half_width``."""
     out = rfsq(z)
-    half_width = torch.tensor([float(L // 2) for L in rfsq.levels])
-    target = (rfsq.fsq.bound(z.movedim(1, -1)) / half_width).movedim(-1, 1)
-    return torch.stack([(rfsq.decode_indices(out.indices[:, :s]) - target).abs().amax(dim=(0, 2))
+    half_width = rfsq.fsq._host_consts.half_width
+    target = (rfsq.fsq.bound(rfsq.project_in(z).movedim(1, -1)) / half_width).movedim(-1, 1)
+    return torch.stack([(rfsq.decode_codes(out.indices[:, :s]) - target).abs().amax(dim=(0, 2))
                         for s in range(1, rfsq.num_stages + 1)])
 
 
-@pytest.mark.parametrize("levels", [[L] for L in range(3, 9)] + PAPER_LEVELS)
-def test_every_stage_shrinks_the_error_by_the_grid_ratio(levels):
+@pytest.mark.parametrize("levels,symmetric", [([L], False) for L in range(3, 9)] + [(lv, False) for lv in PAPER_LEVELS]
+                         + [([4], True), ([2, 5, 8], True)])
+def test_every_stage_shrinks_the_error_by_the_grid_ratio(levels, symmetric):
     """Issue 10 item 2: with even L, stage 1 saw [-L/2, L/2] on the grid [-L/2, L/2 - 1] and
     saturated (ResidualFSQ([8], 4): 0.125, 0.031, 0.0195, 0.018). Now, after s stages,
     error <= r^(1 - s) / (2 half_width) with r = L (odd) or L - 1 (even): geometric for every level."""
     num_stages = 5
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # levels below 5
-        rfsq = ResidualFSQ(levels, num_stages=num_stages)
+        rfsq = ResidualFSQ(levels, num_stages=num_stages, symmetric=symmetric)
     L = torch.tensor(levels, dtype=torch.float64)
-    r = torch.where(L % 2 == 0, L - 1, L)
+    r = L if symmetric else torch.where(L % 2 == 0, L - 1, L)  # the symmetric grid is centred for every L
+    half_width = (L - 1) / 2 if symmetric else L // 2
     assert torch.equal(rfsq.stage_ratio, r)
     d = len(levels)
     torch.manual_seed(0)
     z = torch.cat([torch.linspace(-4, 4, 40001).expand(d, -1), torch.randn(d, 20000) * 3], 1)[None]
     errors = stage_errors(rfsq, z).double()
     s = torch.arange(1, num_stages + 1, dtype=torch.float64)[:, None]
-    bound = r ** (1 - s) / (2 * (L // 2))
+    bound = r ** (1 - s) / (2 * half_width)
     assert bool((errors <= bound * (1 + 1e-3) + 2e-7).all()), (errors, bound)
     # and the bound is reached, so it pins the ratio: the first stages come within 10% of it
     assert bool((errors[:3] >= bound[:3] * 0.9).all()), (errors, bound)
+
+
+def test_decode_codes_is_decode_indices_before_the_output_projection():
+    rfsq = ResidualFSQ([8, 5, 5, 5], num_stages=3, in_channels=8, channel_last=True)
+    out = rfsq(torch.randn(2, 5, 8))
+    codes = rfsq.decode_codes(out.indices)
+    assert codes.shape == (2, 4, 5)
+    assert torch.equal(rfsq.project_out(codes).movedim(1, -1), rfsq.decode_indices(out.indices))
+    assert torch.equal(rfsq.decode_indices(out.indices), out.z_q)
 
 
 def test_legacy_levels_scale_keeps_old_tokens_decoding_as_before():

@@ -203,6 +203,18 @@ class ResidualFSQ(nn.Module):
         Returns:
             float32 ``z_q (B, in_channels, *spatial)`` (or channel-last).
         """
+        with fp32_region(indices.device.type):
+            return restore_layout(self.project_out(self.decode_codes(indices)), self.channel_last)
+
+    def decode_codes(self, indices: Tensor) -> Tensor:
+        """The stages' summed normalized codes, before the output projection.
+
+        Args:
+            indices: int64 ``(B, S', *spatial)`` with ``1 <= S' <= num_stages``.
+        Returns:
+            float32 ``(B, d, *spatial)``, channel-first, approximating ``bound(h) / half_width`` of
+            the projected latents ``h`` within ``r^(1 - S') / (2 half_width)`` per channel.
+        """
         if indices.ndim < 2 or not 1 <= indices.shape[1] <= self.num_stages:
             raise ValueError(
                 f"ResidualFSQ: expected indices (B, S', *spatial) with 1 <= S' <= {self.num_stages}, "
@@ -221,4 +233,4 @@ class ResidualFSQ(nn.Module):
                 for codes in stages[2:]:
                     refinement = refinement + codes
                 total = total + refinement
-            return restore_layout(self.project_out(total), self.channel_last)
+            return total
