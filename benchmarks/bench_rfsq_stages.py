@@ -1,6 +1,6 @@
 """Audio tokenizer quality against the number of residual FSQ stages: the old and the fixed stage scale.
 
-    python benchmarks/bench_rfsq_stages.py                # both scales, 150 steps each (~4 min, 1 thread)
+    python benchmarks/bench_rfsq_stages.py                # both scales, 100 steps each (~4 min of CPU, 1 thread)
     python benchmarks/bench_rfsq_stages.py --steps 2      # smoke run
 
 Trains the default tiny ``AudioTokenizer`` (16 kHz, hop 320, residual FSQ ``[8,5,5,5] x 4`` with
@@ -82,7 +82,7 @@ def evaluate(model: AudioTokenizer, x: torch.Tensor) -> list[dict[str, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150, help="training steps per stage scale")
+    parser.add_argument("--steps", type=int, default=100, help="training steps per stage scale")
     parser.add_argument("--batch", type=int, default=8, help="clips per step")
     parser.add_argument("--seconds", type=float, default=0.5, help="length of the training clips")
     parser.add_argument("--threads", type=int, default=1)

@@ -102,6 +102,12 @@ def test_non_finite_latents_never_become_indices_nor_poison_the_codebook():
     # the two non-finite rows count for nothing: usage was 1 per code, now 0.5 * 8 + 0.5 * 62
     assert vq.ema_cluster_size.sum().item() == pytest.approx(35.0)
     assert vq.eval()(torch.randn(1, 2, 4, 1)).indices.shape == (1, 4, 1)
+    # restarts re-seed from finite rows only (with threshold 2 every code restarts at the first step)
+    restarting = VectorQuantizer(8, 2, dead_code_threshold=2.0).train()
+    z = torch.randn(1, 2, 64, 1)
+    z[0, 0, :48, 0] = float("nan")
+    restarting(z)
+    assert bool(torch.isfinite(restarting.embed).all())
     vq.embed[3, 0] = float("nan")  # a corrupt codebook has no valid nearest codes either
     with pytest.raises(NonFiniteLatentError):
         vq(torch.randn(1, 2, 4, 1)).indices
