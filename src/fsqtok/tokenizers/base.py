@@ -49,9 +49,13 @@ class TokenizerConfig:
     num_stages: int = 1  # residual stages; must be 1 for "fsq"
     quantize_dropout: bool = False  # "rfsq": train on a random prefix of stages (bitrate chosen at decode)
     latent_channels: int | None = None  # encoder output width; None = len(levels) (no projection)
+    # "rfsq": scale of stage i. "grid": r^-i with r the largest ratio the grid covers (L, or L-1 for even L),
+    # so every level list converges; "levels": L^-i, for tokenizers saved before fsqtok 0.1.1 (see ResidualFSQ)
+    residual_stage_scale: str = "grid"
 
     def __post_init__(self) -> None:
         self._check_choice("quantizer", ("fsq", "rfsq", "vq"))
+        self._check_choice("residual_stage_scale", ("grid", "levels"))
         levels = self._check_ints("levels", minimum=2)
         try:
             validate_levels(levels, eps=1e-3, symmetric=False)
@@ -214,7 +218,8 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels)
         else:
             self.quantizer = ResidualFSQ(
-                config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout
+                config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout,
+                stage_scale=config.residual_stage_scale,
             )
 
     # -- hooks for subclasses
@@ -444,7 +449,10 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             raise ConfigError(
                 f"{source}: config.json: modality {modality!r} does not match model_type {cls.model_type!r}"
             )
-        return super().config_from_hub({k: v for k, v in raw.items() if k != "modality"}, source)
+        fields = {k: v for k, v in raw.items() if k != "modality"}
+        if fields.get("quantizer") == "rfsq" and "residual_stage_scale" not in fields:
+            fields["residual_stage_scale"] = "levels"  # saved before the field existed: keep its tokens' meaning
+        return super().config_from_hub(fields, source)
 
     def card_tags(self) -> tuple[str, ...]:
         return ("fsq", "tokenizer", self.modality)
