@@ -226,7 +226,6 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
              f"{len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     last_layer, failures = last_decoder_weight(raw), DecodeFailures(cfg.data.max_decode_failures)
-    accelerator.step = state.step * accum  # gradient accumulation phase
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130; a second Ctrl-C stops at once
