@@ -242,16 +242,21 @@ COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "reconstruct": cmd_recon
 
 
 def _delegate(argv: list[str]) -> int | None:
-    """``tokenize`` and ``shards`` have their own parsers (shared with scripts/tokenize_dataset.py)."""
-    rest = [a for a in argv if a != "--debug"]
-    if rest and rest[0] == "tokenize":
-        from .shards.tokenize import main as tokenize_main
+    """``tokenize`` and ``shards`` have their own parsers (shared with scripts/tokenize_dataset.py);
+    ``--debug`` and ``--device`` given before the subcommand are passed on to them."""
+    i, lead = 0, []
+    while i < len(argv) and (argv[i] == "--debug" or argv[i].startswith("--device")):
+        take = 2 if argv[i] == "--device" else 1
+        lead += argv[i:i + take]
+        i += take
+    if i < len(argv) and argv[i] == "tokenize":
+        from .shards.cli import main as tokenize_main
 
-        return tokenize_main(rest[1:])
-    if rest and rest[0] == "shards":
+        return tokenize_main(lead + argv[i + 1:])
+    if i < len(argv) and argv[i] == "shards":
         from .shards.verify import main as shards_main
 
-        return shards_main(rest[1:])
+        return shards_main([a for a in lead if a == "--debug"] + argv[i + 1:])  # verify needs no device
     return None
 
 
