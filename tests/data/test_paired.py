@@ -7,7 +7,7 @@ from PIL import Image
 
 from fsqtok.data import (Box, DataError, Field, PairedDataset, PairedFolderSource, PairedHFSource, collate,
                          fit_spatial, read_label_map)
-from fsqtok.media import write_depth, write_image
+from fsqtok.media import MediaError, write_depth, write_image
 
 
 def _scene(h=12, w=16):
@@ -144,3 +144,17 @@ def test_read_label_map_kinds(tmp_path):
     np.save(tmp_path / "f.npy", np.ones((2, 2), np.float32) * 0.5)
     with pytest.raises(Exception, match="f.npy: label maps hold integer ids"):
         read_label_map(tmp_path / "f.npy")
+
+
+def test_label_map_with_a_huge_declared_size_is_refused_in_one_line(tmp_path):
+    """Label maps go through the media layer's pixel limit like every image (no decompression bomb)."""
+    import warnings
+
+    from tests.media.test_image import _png_declaring
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_declaring(10000, 10000))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MediaError, match=r"^bomb.png: declares .* pixels, over the limit"):
+            read_label_map(path)

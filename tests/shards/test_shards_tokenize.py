@@ -40,10 +40,25 @@ def test_round_trip_equals_encode(shard_env, done):
     assert m["totals"] == {"samples": NUM_IMAGES, "rows": NUM_IMAGES, "tokens": int(expected.numel()),
                            "failed": 0, "shards": 4}
     assert [s["rows"] for s in m["shards"]] == [4, 4, 4, 2]
-    assert len(m["tokenizer"]["weights_sha256"]) == 64 and m["tokenizer"]["hub_config"]["modality"] == "image"
+    assert m["tokenizer"]["weights_sha256"] == tok.weights_hash()  # the one identity MaskGIT/UViM/token files use
+    assert m["tokenizer"]["hub_config"]["modality"] == "image"
     t = pq.read_table(done / "data" / "train-00000.parquet")
     assert t.schema.field("tokens").type.value_type == "uint16"
     assert verify(done) == []
+
+
+def test_identity_is_the_weights_hash_even_when_the_file_carries_other_metadata(shard_env, tmp_path):
+    """A folder saved by an older fsqtok (other safetensors metadata) is named by the same hash."""
+    from safetensors.torch import load_file, save_file
+
+    from fsqtok.shards.manifest import tokenizer_identity
+
+    old = tmp_path / "old"
+    shutil.copytree(shard_env["tok"], old)
+    weights = old / "model.safetensors"
+    save_file(load_file(weights), weights, metadata={"format": "pt", "fsqtok_version": "0.0.9"})
+    tok = load_tokenizer(old)
+    assert tokenizer_identity(tok, str(old))["weights_sha256"] == load_tokenizer(shard_env["tok"]).weights_hash()
 
 
 class Crash(BaseException):

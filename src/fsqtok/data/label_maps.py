@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..media import MediaError
+from ..media import MediaError, open_image
 from ..media.errors import check_readable, media_errors
 
 LABEL_EXTENSIONS = (".npy", ".png")
@@ -46,9 +46,7 @@ def read_label_map(source: str | Path | bytes, name: str | None = None) -> Tenso
         raw = io.BytesIO(source) if isinstance(source, bytes) else source
         if is_npy:
             return label_map_from_array(np.load(raw, allow_pickle=False), name)
-        from PIL import Image
-
-        with Image.open(raw) as im:
+        with open_image(raw, name) as im:  # the media layer's pixel limit, as for every image
             if im.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L", "RGB"):
                 raise MediaError(f"{name}: label PNGs are grey, palette, 16-bit or RGB ids, got mode {im.mode}")
             return label_map_from_array(np.asarray(im), name)

@@ -57,7 +57,7 @@ from torch import Tensor
 
 from .. import media
 from ..media import MediaError
-from .cells import depth_from_array, one_line, with_temp_file
+from .cells import one_line
 from .folder import clean_key, keys_hash, list_files, read_records
 from .hf import label_names, label_value, load_hf, row_key, undecoded
 from .label_maps import LABEL_EXTENSIONS, label_map_from_array, read_label_map
@@ -120,7 +120,7 @@ def decode_field_cell(cell: Any, field: Field, key: str) -> Tensor:
         if field.kind == "image":
             return media.decode_image_bytes(data, channels=field.channels, name=f"{key} {field.name}")
         if field.kind == "depth":
-            return with_temp_file(data, Path(path or "x.png").suffix.lower() or ".png", media.read_depth)
+            return media.decode_depth_bytes(data, name=f"{key} {field.name}")
         return read_label_map(data, f"{key} {field.name}")
     if hasattr(cell, "convert"):  # a decoded PIL image
         if field.kind == "label":
@@ -132,7 +132,7 @@ def decode_field_cell(cell: Any, field: Field, key: str) -> Tensor:
         return label_map_from_array(np.asarray(cell), f"{key} {field.name}")
     x = torch.as_tensor(np.asarray(cell, dtype=np.float32))
     if field.kind == "depth":
-        return depth_from_array(x.numpy())
+        return media.depth_from_array(x.numpy(), name=f"{key} {field.name}")
     return match_channels(x[None] if x.dim() == 2 else x, field.channels, f"{key} {field.name}")
 
 

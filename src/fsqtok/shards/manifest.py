@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data.token_shards import MANIFEST_FILE
-from ..hub import WEIGHTS_NAME, resolve_file
-from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, sha256_file, shard_complete
+from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, shard_complete
 
 FORMAT = "fsqtok-shards"
 VERSION = 1
@@ -22,15 +21,13 @@ class OutputMismatch(RuntimeError):
 
 
 def tokenizer_identity(tok: Any, source: str) -> dict[str, Any]:
-    """Tokenizer path/repo id, its config.json content and the sha256 of its weights.
+    """Tokenizer path/repo id, its config.json content and :meth:`fsqtok.hub.HubMixin.weights_hash`.
 
-    The weights' hash is that of the ``model.safetensors`` file where one is at hand (local folder or
-    Hub cache), else :meth:`fsqtok.hub.HubMixin.weights_hash` (the same bytes, recomputed).
+    The hash is always recomputed from the loaded weights (never the file's own sha256), so shards,
+    token files and generative models name one tokenizer by one hash, also for folders saved by
+    older fsqtok versions whose files carried other metadata.
     """
-    try:
-        weights = sha256_file(resolve_file(source, WEIGHTS_NAME, local_files_only=True))
-    except Exception:  # noqa: BLE001 - no file at hand: hash the loaded weights as save_pretrained writes them
-        weights = tok.weights_hash()
+    weights = tok.weights_hash()
     return {"source": str(source), "modality": tok.modality, "hub_config": tok.hub_config(),
             "weights_sha256": weights, "codebook_size": int(tok.codebook_size),
             "num_stages": int(tok.num_stages)}
@@ -45,7 +42,8 @@ def _comparable(rec: dict[str, Any]) -> dict[str, Any]:
     rec = json.loads(json.dumps(rec))
     tok = rec.get("tokenizer", {})
     tok.pop("source", None)
-    tok.get("hub_config", {}).pop("fsqtok_version", None)
+    for key in ("fsqtok_version", "model_type"):  # model_type: absent from runs before fsqtok.hub
+        tok.get("hub_config", {}).pop(key, None)
     return rec
 
 
