@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fsqtok.generative.uvim_frechet import ColorizationMetrics, chroma_features, frechet_distance
+from fsqtok.generative.uvim_frechet import ColorizationMetrics, chroma_features
 from fsqtok.generative.uvim_tasks import ColorizationTask, DepthTask, PanopticTask, grey
 
 
@@ -71,24 +71,16 @@ def test_panoptic_encoding_loss_prediction_and_pq():
 
 def test_colorization_context_is_grey_and_metrics():
     task = ColorizationTask()
-    x = torch.rand(3, 3, 16, 16) * 2 - 1
-    g = task.context(x)
-    assert g.shape == (3, 1, 16, 16) and torch.allclose(g, grey(x))
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(16, 3, 16, 16, generator=g) * 2 - 1
+    assert task.context(x).shape == (16, 1, 16, 16) and torch.allclose(task.context(x), grey(x))
     assert torch.allclose(grey(torch.ones(1, 3, 2, 2)), torch.ones(1, 1, 2, 2))
     m = ColorizationMetrics()
     m.update(x, x)
+    same = m.compute()
+    assert same["psnr"] == float("inf") and abs(same["fd_chroma"]) < 1e-3
+    m = ColorizationMetrics()
+    m.update(grey(x).expand(-1, 3, -1, -1), x)  # no colour at all
     out = m.compute()
-    assert out["psnr"] == float("inf") or math.isnan(out["psnr"]) or out["psnr"] > 100
-    assert abs(out["fd_chroma"]) < 1e-6
-
-
-def test_frechet_distance_of_gaussians():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(20000, 3, generator=g, dtype=torch.float64)
-    b = torch.randn(20000, 3, generator=g, dtype=torch.float64) * 2 + 1
-    # closed form for isotropic Gaussians: |mu|^2 + d (s_a - s_b)^2 = 3 + 3 * (1 - 2)^2 = 6
-    assert frechet_distance(a, b) == pytest.approx(6.0, rel=0.03)
-    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
-    assert chroma_features(torch.zeros(2, 3, 32, 32)).shape == (2, 128)
-    with pytest.raises(ValueError, match="equal D"):
-        frechet_distance(a, b[:, :2])
+    assert 5 < out["psnr"] < 40 and out["fd_chroma"] > 0.01
+    assert chroma_features()(x).shape == (16, 128)
