@@ -9,7 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fsqtok.generative import MaskGIT, MaskGITConfig, ModelConfigError, gamma, mask_count, random_mask
+from fsqtok.generative import MaskGIT, MaskGITConfig, gamma, mask_count, random_mask
+from fsqtok.hub import ConfigError
 
 SMALL = MaskGITConfig(codebook_size=16, grid=(3, 4), num_classes=3, width=32, depth=2, heads=4, dropout=0.0)
 
@@ -130,9 +131,9 @@ def test_config_validation_and_dict_round_trip():
     assert SMALL.to_dict()["grid"] == [3, 4]
     for field, value, msg in [("heads", 5, "divisible"), ("grid", (3,), r"\[h, w\]"), ("class_dropout", 1.5, "<= 1"),
                               ("codebook_size", 1, ">= 2"), ("class_names", ("a",), "1 names for num_classes=3")]:
-        with pytest.raises(ModelConfigError, match=f"MaskGITConfig.{field}: .*{msg}"):
+        with pytest.raises(ConfigError, match=f"MaskGITConfig.{field}: .*{msg}"):
             dataclasses.replace(SMALL, **{field: value})
-    with pytest.raises(ModelConfigError, match="unknown field.*levels"):
+    with pytest.raises(ConfigError, match="unknown field.*levels"):
         MaskGITConfig.from_dict({**SMALL.to_dict(), "levels": [8]})
 
 
@@ -221,3 +222,53 @@ def test_a_tiny_model_learns_class_to_pattern_and_generates_it():
     assert (out[..., None] == allowed[labels]).any(-1).all(1).float().mean() >= 0.95  # its own class's tokens
     first = (out == allowed[labels][..., 0]).float().view(3, 40, 4).mean(1)  # both choices, at every position
     assert ((first > 0.2) & (first < 0.8)).all(), first
+
+
+# --------------------------------------------------------------------------- Hub and the tokenizer it names
+
+
+def tiny_tokenizer(path, seed: int):
+    from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+
+    torch.manual_seed(seed)
+    tok = ImageTokenizer(ImageConfig(levels=(5, 5), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                                     mid_attention=False))
+    tok.save_pretrained(path)
+    return tok
+
+
+def test_save_load_round_trip(tmp_path):
+    from fsqtok.hub import CheckpointError, load_pretrained
+
+    cfg = dataclasses.replace(SMALL, class_names=("a", "b", "c"), tokenizer="org/tok", tokenizer_sha256="0" * 64)
+    m = model(cfg)
+    m.save_pretrained(tmp_path / "m")
+    for loaded in (MaskGIT.from_pretrained(tmp_path / "m"), load_pretrained(str(tmp_path / "m"))):
+        assert type(loaded) is MaskGIT and loaded.config == cfg and not loaded.training
+        assert all(torch.equal(a, b) for a, b in zip(m.state_dict().values(), loaded.state_dict().values()))
+        labels = torch.tensor([0, 2, 1])
+        assert torch.equal(m.generate(labels, steps=3, generator=gen(4)), loaded.generate(labels, steps=3, generator=gen(4)))
+    assert loaded.weights_hash() == m.weights_hash()
+    assert "org/tok" in (tmp_path / "m" / "README.md").read_text()
+    tiny_tokenizer(tmp_path / "tok", 0)
+    with pytest.raises(CheckpointError, match="not MaskGIT"):  # a tokenizer folder is not a MaskGIT
+        MaskGIT.from_pretrained(tmp_path / "tok")
+
+
+def test_sampling_decodes_only_with_the_tokenizer_that_made_the_tokens(tmp_path):
+    from fsqtok.generative.sampling import TokenizerMismatch, decode_images, load_matching_tokenizer, tokenizer_hash
+
+    tok = tiny_tokenizer(tmp_path / "tok", 0)
+    tiny_tokenizer(tmp_path / "other", 1)
+    digest = tokenizer_hash(tok, str(tmp_path / "tok"))
+    cfg = dataclasses.replace(SMALL, codebook_size=25, grid=(2, 2), tokenizer=str(tmp_path / "tok"), tokenizer_sha256=digest)
+    loaded = load_matching_tokenizer(cfg)
+    tokens = MaskGIT(cfg).eval().generate(torch.tensor([0, 1]), steps=2, generator=gen(0))
+    assert torch.equal(decode_images(loaded, tokens), tok.eval().decode(tokens).clamp(-1, 1))
+    with pytest.raises(TokenizerMismatch, match="has other weights"):
+        load_matching_tokenizer(cfg, str(tmp_path / "other"))
+    assert load_matching_tokenizer(cfg, str(tmp_path / "tok")) is not None  # another path, same weights: fine
+    with pytest.raises(TokenizerMismatch, match="records no tokenizer_sha256"):
+        load_matching_tokenizer(dataclasses.replace(cfg, tokenizer_sha256=None))
+    with pytest.raises(TokenizerMismatch, match="expects 1000 codes"):
+        load_matching_tokenizer(dataclasses.replace(cfg, codebook_size=1000))

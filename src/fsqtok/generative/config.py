@@ -1,6 +1,6 @@
 """The config base of the generative models: a frozen dataclass whose fields are config.json.
 
-Validation helpers raise one-line :class:`ModelConfigError` messages naming the field;
+Validation helpers raise one-line :class:`fsqtok.hub.ConfigError` messages naming the field;
 ``from_dict`` refuses unknown fields, so a config.json written for another model is an error.
 """
 
@@ -12,19 +12,16 @@ import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from ..hub import ConfigError
+
 C = TypeVar("C", bound="ModelConfig")
-
-
-class ModelConfigError(ValueError):
-    """An invalid model config; the message names the field."""
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Base class: subclasses declare fields with defaults and validate them in ``__post_init__``."""
 
     def _fail(self, name: str, message: str) -> None:
-        raise ModelConfigError(f"{type(self).__name__}.{name}: {message}")
+        raise ConfigError(f"{type(self).__name__}.{name}: {message}")
 
     def _check_int(self, name: str, minimum: int | None = None) -> int:
         value = getattr(self, name)
@@ -71,8 +68,8 @@ class ModelConfig:
     def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         """Build and validate; unknown fields are an error, missing ones take their defaults."""
         if not isinstance(data, dict):
-            raise ModelConfigError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
+            raise ConfigError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
         unknown = sorted(set(data) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise ModelConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
         return cls(**data)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..hub import HubMixin
 from .config import ModelConfig
 from .transformer import Transformer, transformer_flops
 
@@ -98,8 +99,14 @@ def _rng_device(generator: torch.Generator | None, device: torch.device) -> torc
     return generator.device if generator is not None else device
 
 
-class MaskGIT(nn.Module):
-    """Class-conditional masked-token transformer. See the module docstring for the token layout."""
+class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
+    """Class-conditional masked-token transformer. See the module docstring for the token layout.
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from :class:`fsqtok.hub.HubMixin`.
+    """
+
+    model_type = "maskgit"
+    config_class = MaskGITConfig
 
     def __init__(self, config: MaskGITConfig | None = None) -> None:
         super().__init__()
@@ -113,6 +120,15 @@ class MaskGIT(nn.Module):
         self.head = nn.Linear(config.width, config.codebook_size)
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.pos_emb, std=0.02)
+
+    def model_card_body(self, repo_id: str) -> str:
+        cfg = self.config
+        n = sum(p.numel() for p in self.parameters())
+        return (f"# fsqtok MaskGIT\n\nA class-conditional MaskGIT ({n:,} parameters, width {cfg.width}, depth "
+                f"{cfg.depth}) over {cfg.grid[0]}x{cfg.grid[1]} tokens of {cfg.codebook_size} codes from the tokenizer "
+                f"`{cfg.tokenizer}` (weights sha256 `{cfg.tokenizer_sha256}`), {cfg.num_classes} classes.\n\n"
+                "## Usage\n\n```bash\n"
+                f"python scripts/sample_maskgit.py --model {repo_id} --num-samples 64 --output-dir samples\n```\n")
 
     # -- checks
     def _fail(self, message: str, kind: type[Exception] = ValueError) -> None:
