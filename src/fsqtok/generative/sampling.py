@@ -91,7 +91,7 @@ def labelled_grid(images: Tensor, labels: Sequence[int], names: Sequence[str], p
     draw = ImageDraw.Draw(pil)
     for r, c in enumerate(sorted(rows)):
         draw.text((4, pad + r * (h + pad) + max(0, h // 2 - 6)), names[c], fill=(0, 0, 0))
-    return torch.from_numpy(np.asarray(pil)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255.0
 
 
 def write_token_shards(out: str | Path, tokens: Tensor, labels: Sequence[str], tokenizer: dict[str, Any],
