@@ -241,7 +241,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     optimizer = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay)
     scheduler = build_scheduler(optimizer, oc, cfg.max_steps)
     loader_kw = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
-    train_dl = DataLoader(train_set, sampler=EpochSampler(len(train_set), cfg.seed), drop_last=True, **loader_kw)
+    # the loader's own generator: starting an epoch (or a resumed one) must not draw from the global RNG,
+    # which the masks, class dropout and dropout use and the checkpoints restore
+    train_dl = DataLoader(train_set, sampler=EpochSampler(len(train_set), cfg.seed), drop_last=True,
+                          generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
     val_dl = DataLoader(val_set, shuffle=False, **loader_kw) if val_set is not None else None
     step_fn, optimizer, scheduler, train_dl = accelerator.prepare(LossModule(model), optimizer, scheduler, train_dl)
     val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
