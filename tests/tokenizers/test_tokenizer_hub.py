@@ -65,7 +65,9 @@ def test_config_json_and_model_card(saved, modality):
     tok, _, _, folder = saved[modality]
     config = json.loads((folder / "config.json").read_text())
     assert config["modality"] == modality and config["fsqtok_version"] == fsqtok.__version__
-    assert {k: v for k, v in config.items() if k not in ("modality", "fsqtok_version")} == tok.config.to_dict()
+    assert config["model_type"] == f"{modality}_tokenizer"
+    meta = ("modality", "fsqtok_version", "model_type")
+    assert {k: v for k, v in config.items() if k not in meta} == tok.config.to_dict()
     card = (folder / "README.md").read_text()
     assert "library_name: fsqtok" in card and f"# fsqtok {modality} tokenizer" in card
     assert tok.summary()["compression"] in card
@@ -125,7 +127,9 @@ def test_weights_for_another_config_are_an_error(saved, tmp_path):
         ({"num_stages": 3}, r"ImageConfig.num_stages: must be 1 for quantizer='fsq'"),
         ({"channel_mult": []}, r"ImageConfig.channel_mult"),
         ({"base_chanels": 8}, r"unknown field\(s\) base_chanels"),
-        ({"modality": "speech"}, r"unknown modality 'speech'"),
+        ({"modality": "speech"}, r"modality 'speech' does not match model_type 'image_tokenizer'"),
+        ({"modality": ["image"]}, r"modality \['image'\] does not match"),
+        ({"model_type": "speech_tokenizer"}, r"unknown model_type 'speech_tokenizer'"),
     ],
 )
 def test_invalid_config_json_is_rejected(saved, tmp_path, edit, match):
@@ -135,12 +139,28 @@ def test_invalid_config_json_is_rejected(saved, tmp_path, edit, match):
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=match) as info:
         load_tokenizer(folder)
-    assert "\n" not in str(info.value)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(folder))
 
 
 def test_wrong_modality_class_is_an_error(saved):
-    with pytest.raises(CheckpointError, match="is for a 'image' tokenizer, not 'audio'"):
+    with pytest.raises(CheckpointError, match="is for a 'image_tokenizer' model \\(ImageTokenizer\\), not AudioTokenizer"):
         AudioTokenizer.from_pretrained(saved["image"][3])
+
+
+@pytest.mark.parametrize("modality", list(CASES))
+def test_folder_from_before_model_types_still_loads(saved, tmp_path, modality):
+    """Folders saved by fsqtok 0.1.0: config.json without model_type, weights metadata with modality/version."""
+    tok, x, idx, folder = saved[modality]
+    old = _copy(folder, tmp_path / "old")
+    config = json.loads((old / "config.json").read_text())
+    del config["model_type"]
+    (old / "config.json").write_text(json.dumps(config))
+    save_file(load_file(old / "model.safetensors"), old / "model.safetensors",
+              metadata={"format": "pt", "modality": modality, "fsqtok_version": "0.1.0"})
+    for loader in (load_tokenizer, fsqtok.load_pretrained, type(tok).from_pretrained):
+        loaded = loader(old)
+        assert type(loaded) is type(tok) and torch.equal(loaded.encode(x), idx)
+        assert loaded.weights_hash() == tok.weights_hash()
 
 
 def test_pickled_weights_are_never_loaded(saved, tmp_path):

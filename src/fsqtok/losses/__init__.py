@@ -1,4 +1,5 @@
-"""Training losses: reconstruction, spectral (audio), adversarial and the optional perceptual loss."""
+"""Training losses: reconstruction, spectral (audio), adversarial, the optional perceptual loss, and
+the whole tokenizer loss built from them (:class:`TokenizerLoss`)."""
 
 from .adversarial import (
     MultiPeriodDiscriminator,
@@ -15,6 +16,7 @@ from .adversarial import (
 from .perceptual import PerceptualLoss, maybe_perceptual_loss
 from .reconstruction import ReconstructionLoss
 from .spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss
+from .tokenizer import AudioDiscriminators, TokenizerLoss, TokenizerLossConfig, build_discriminator, last_decoder_weight
 
 __all__ = [
     "ReconstructionLoss",
@@ -32,4 +34,9 @@ __all__ = [
     "lsgan_g_loss",
     "PerceptualLoss",
     "maybe_perceptual_loss",
+    "TokenizerLoss",
+    "TokenizerLossConfig",
+    "AudioDiscriminators",
+    "build_discriminator",
+    "last_decoder_weight",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
 from .depth import DEPTH_EXTENSIONS, read_depth, write_depth
 from .errors import MediaError
-from .image import IMAGE_EXTENSIONS, read_image, write_image
+from .image import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, decode_image_bytes, read_image, write_image
 from .video import VIDEO_EXTENSIONS, read_video, write_video
 
 # extension -> kind; depth PNGs share ".png" with images, so only ".npy" maps to depth here
@@ -37,7 +37,7 @@ def media_kind(path: str | Path) -> str:
 
 __all__ = [
     "EXTENSIONS", "MediaError", "media_kind",
-    "read_image", "write_image", "read_depth", "write_depth",
+    "read_image", "decode_image_bytes", "write_image", "MAX_IMAGE_PIXELS", "read_depth", "write_depth",
     "read_audio", "write_audio", "read_video", "write_video",
     "DEPTH_EXTENSIONS",
 ]

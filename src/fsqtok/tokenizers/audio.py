@@ -59,6 +59,7 @@ class AudioTokenizer(Tokenizer):
     """
 
     modality: ClassVar[str] = "audio"
+    model_type: ClassVar[str] = "audio_tokenizer"
     config_class: ClassVar[type[TokenizerConfig]] = AudioConfig
     grid_ndim: ClassVar[int] = 1
     axis_names: ClassVar[tuple[str, ...]] = ("B", "C", "T")

@@ -1,14 +1,13 @@
 """What every tokenizer shares: the config base, the output record, the encode/decode/forward
-template, input checks, and Hugging Face Hub save/load.
+template and input checks. Hub save/load comes from :class:`fsqtok.hub.HubMixin`.
 
 A tokenizer is ``encoder -> FSQ or residual FSQ -> decoder``. Subclasses supply the networks
 and four small hooks (:meth:`Tokenizer._prepare`, :meth:`Tokenizer._restore`,
 :meth:`Tokenizer.tokens_shape` and the rate figures); everything else lives here once.
 
 Hub folders hold ``model.safetensors`` and a ``config.json`` with the config's fields plus
-``modality`` and ``fsqtok_version``. Loading is strict: unknown config fields, a config for
-another modality, and missing, unexpected or mis-shaped weights are errors; pickled weights are
-never read.
+``model_type`` (``"<modality>_tokenizer"``), ``modality`` and ``fsqtok_version``; folders written
+before model types existed (``modality`` only) still load. Loading is strict (see :mod:`fsqtok.hub`).
 """
 
 from __future__ import annotations
@@ -17,33 +16,22 @@ import contextlib
 import dataclasses
 import json
 import math
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, PyTorchModelHubMixin, constants, hf_hub_download
-from safetensors.torch import load_file, save_model
 from torch import Tensor, nn
+
+from ..hub import REPO_URL, CheckpointError, ConfigError, HubMixin
+from ..hub import resolve_file as _resolve_file  # noqa: F401 - fsqtok.shards.manifest imports it from here
 
 from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ, VectorQuantizer
 from ..quantizers.fsq import validate_levels
 from ..quantizers.stats import bits_per_token
 
-REPO_URL = "https://github.com/fsqtok/fsqtok"
-
 C = TypeVar("C", bound="TokenizerConfig")
-T = TypeVar("T", bound="Tokenizer")
-
-
-class ConfigError(ValueError):
-    """An invalid tokenizer config; the one-line message names the field."""
-
-
-class CheckpointError(RuntimeError):
-    """Saved weights or config.json that do not fit the tokenizer being loaded."""
 
 
 # --------------------------------------------------------------------------- config
@@ -186,13 +174,7 @@ def chunk_sizes(total: int, first: int, rest: int) -> list[int]:
 # --------------------------------------------------------------------------- tokenizer
 
 
-class Tokenizer(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="fsqtok",
-    repo_url=REPO_URL,
-    tags=["fsqtok", "fsq", "tokenizer"],
-):
+class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     """Base class: encoder + FSQ/residual-FSQ bottleneck + decoder, with Hub save/load.
 
     ``Tokenizer.from_pretrained(path_or_repo_id)`` on this base class returns the subclass
@@ -435,30 +417,29 @@ class Tokenizer(
             quantizer_output=q,
         )
 
-    # -- Hub: save
+    # -- Hub (save/load, strictness and weights_hash come from HubMixin)
     def hub_config(self) -> dict[str, Any]:
-        """The content of config.json: ``modality``, ``fsqtok_version`` and every config field."""
-        from .. import __version__
+        """The content of config.json: ``model_type``, ``modality``, ``fsqtok_version`` and every config field."""
+        return {**super().hub_config(), "modality": self.modality}
 
-        return {"modality": self.modality, "fsqtok_version": __version__, **self.config.to_dict()}
+    @classmethod
+    def config_from_hub(cls, raw: dict[str, Any], source: str) -> TokenizerConfig:
+        """config.json -> config; its ``modality``, when present, must be this class's."""
+        modality = raw.get("modality", cls.modality)
+        if modality != cls.modality:
+            raise ConfigError(
+                f"{source}: config.json: modality {modality!r} does not match model_type {cls.model_type!r}"
+            )
+        return super().config_from_hub({k: v for k, v in raw.items() if k != "modality"}, source)
 
-    def _save_pretrained(self, save_directory: Path) -> None:
-        """Write ``model.safetensors`` and ``config.json`` (the mixin adds the model card)."""
-        from .. import __version__
+    def card_tags(self) -> tuple[str, ...]:
+        return ("fsq", "tokenizer", self.modality)
 
-        save_directory = Path(save_directory)
-        metadata = {"format": "pt", "modality": self.modality, "fsqtok_version": __version__}
-        save_model(self, str(save_directory / constants.SAFETENSORS_SINGLE_FILE), metadata=metadata)
-        text = json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n"
-        (save_directory / constants.CONFIG_NAME).write_text(text, encoding="utf-8")
-
-    def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
+    def model_card_body(self, repo_id: str) -> str:
         """A model card stating the modality, compression, codebook and rate."""
         info = self.summary()
-        data = ModelCardData(library_name="fsqtok", tags=sorted({"fsqtok", "fsq", "tokenizer", self.modality}))
         rows = "\n".join(f"| {k.replace('_', ' ')} | {_card_value(v)} |" for k, v in info.items())
-        name = kwargs.get("repo_id") or "PATH_OR_REPO_ID"
-        body = (
+        return (
             f"# fsqtok {self.modality} tokenizer\n\n"
             f"A discrete {self.modality} tokenizer from [fsqtok]({REPO_URL}): a conv encoder, a "
             f"{'residual ' if self.config.quantizer == 'rfsq' else ''}finite scalar quantization (FSQ) "
@@ -467,71 +448,10 @@ class Tokenizer(
             f"{rows}\n\n"
             "## Usage\n\n"
             "```python\nimport fsqtok\n\n"
-            f'tokenizer = fsqtok.load_tokenizer("{name}")\n'
+            f'tokenizer = fsqtok.load_tokenizer("{repo_id}")\n'
             "indices = tokenizer.encode(x)\n"
             "x_hat = tokenizer.decode(indices, input_shape=x.shape)\n```\n"
         )
-        return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}")
-
-    # -- Hub: load
-    @classmethod
-    def from_pretrained(
-        cls: type[T],
-        pretrained_model_name_or_path: str | Path,
-        *,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        cache_dir: str | Path | None = None,
-        local_files_only: bool = False,
-        revision: str | None = None,
-        map_location: str | torch.device = "cpu",
-    ) -> T:
-        """Load a tokenizer from a folder written by ``save_pretrained`` or a Hub repo id.
-
-        Strict: config.json must be for this modality with known, valid fields, and
-        ``model.safetensors`` must hold exactly this model's weights. The model is returned in
-        eval mode on ``map_location``.
-        """
-        source = str(pretrained_model_name_or_path)
-        hub = dict(
-            force_download=force_download,
-            token=token,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            revision=revision,
-        )
-        raw = read_hub_config(source, **hub)
-        klass = tokenizer_class(raw.get("modality"), source) if cls is Tokenizer else cls
-        if raw.get("modality") != klass.modality:
-            raise CheckpointError(
-                f"{source}: config.json is for a {raw.get('modality')!r} tokenizer, not {klass.modality!r}; "
-                "use fsqtok.load_tokenizer to pick the class"
-            )
-        fields = {k: v for k, v in raw.items() if k not in ("modality", "fsqtok_version")}
-        try:
-            config = klass.config_class.from_dict(fields)
-        except (ConfigError, TypeError) as e:
-            raise ConfigError(f"{source}: invalid config.json: {e}") from None
-        model = klass(config)
-        model._load_weights(_resolve_file(source, constants.SAFETENSORS_SINGLE_FILE, **hub), source)
-        return model.to(map_location).eval()
-
-    def _load_weights(self, path: str, source: str) -> None:
-        state = load_file(path)
-        expected = self.state_dict()
-        missing = sorted(set(expected) - set(state))
-        unexpected = sorted(set(state) - set(expected))
-        mismatched = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-        if missing or unexpected or mismatched:
-            parts = []
-            for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched)):
-                if keys:
-                    shown = ", ".join(keys[:5]) + (f", ... ({len(keys)} in all)" if len(keys) > 5 else "")
-                    parts.append(f"{label}: {shown}")
-            raise CheckpointError(
-                f"{source}: weights do not match {type(self).__name__}(config) ({'; '.join(parts)})"
-            )
-        self.load_state_dict(state, strict=True)
 
 
 def _card_value(value: Any) -> str:
@@ -544,54 +464,10 @@ def _card_value(value: Any) -> str:
     return str(value)
 
 
-def _resolve_file(source: str, filename: str, **hub: Any) -> str:
-    """Path of ``filename`` in a local folder, or in the Hub cache (downloaded if needed and allowed)."""
-    if os.path.isdir(source):
-        path = os.path.join(source, filename)
-        if not os.path.isfile(path):
-            if filename == constants.SAFETENSORS_SINGLE_FILE and os.path.isfile(
-                os.path.join(source, constants.PYTORCH_WEIGHTS_NAME)
-            ):
-                raise CheckpointError(
-                    f"{source}: only pickled weights ({constants.PYTORCH_WEIGHTS_NAME}) found; "
-                    "fsqtok loads safetensors only"
-                )
-            raise FileNotFoundError(f"{source}: no {filename} (expected a folder written by save_pretrained)")
-        return path
-    return hf_hub_download(repo_id=source, filename=filename, **hub)
-
-
-def read_hub_config(path_or_repo_id: str | Path, **hub: Any) -> dict[str, Any]:
-    """Read the config.json of a saved tokenizer (local folder or Hub repo id)."""
-    source = str(path_or_repo_id)
-    path = _resolve_file(source, constants.CONFIG_NAME, **hub)
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{source}: config.json is not valid JSON ({e})") from None
-    if not isinstance(raw, dict) or "modality" not in raw:
-        raise ConfigError(f"{source}: config.json has no 'modality'; not an fsqtok tokenizer")
-    return raw
-
-
-def tokenizer_class(modality: Any, source: str = "") -> type[Tokenizer]:
-    """The tokenizer class for a modality name ("image", "depth", "audio", "video")."""
-    from .audio import AudioTokenizer
-    from .depth import DepthTokenizer
-    from .image import ImageTokenizer
-    from .video import VideoTokenizer
-
-    classes = {c.modality: c for c in (ImageTokenizer, DepthTokenizer, AudioTokenizer, VideoTokenizer)}
-    if modality not in classes:
-        prefix = f"{source}: " if source else ""
-        raise ConfigError(f"{prefix}unknown modality {modality!r}; expected one of {', '.join(sorted(classes))}")
-    return classes[modality]
-
-
 def load_tokenizer(path_or_repo_id: str | Path, **kwargs: Any) -> Tokenizer:
-    """Load any fsqtok tokenizer; config.json's ``modality`` picks the class.
+    """Load any fsqtok tokenizer; config.json's model type (or, in older folders, ``modality``) picks the class.
 
-    ``kwargs`` are those of :meth:`Tokenizer.from_pretrained` (``revision``, ``cache_dir``,
+    ``kwargs`` are those of :meth:`fsqtok.hub.HubMixin.from_pretrained` (``revision``, ``cache_dir``,
     ``local_files_only``, ``token``, ``force_download``, ``map_location``).
     """
     return Tokenizer.from_pretrained(path_or_repo_id, **kwargs)

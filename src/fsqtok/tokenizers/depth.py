@@ -65,6 +65,7 @@ class DepthTokenizer(Conv2dTokenizer):
     """
 
     modality: ClassVar[str] = "depth"
+    model_type: ClassVar[str] = "depth_tokenizer"
     config_class: ClassVar[type[TokenizerConfig]] = DepthConfig
     layout: ClassVar[str] = "(B, 1, H, W) in metres"
     config: DepthConfig

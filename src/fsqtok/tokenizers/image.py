@@ -118,6 +118,7 @@ class ImageTokenizer(Conv2dTokenizer):
     """
 
     modality: ClassVar[str] = "image"
+    model_type: ClassVar[str] = "image_tokenizer"
     config_class: ClassVar[type[TokenizerConfig]] = ImageConfig
     config: ImageConfig
 

@@ -65,6 +65,7 @@ class VideoTokenizer(Tokenizer):
     """
 
     modality: ClassVar[str] = "video"
+    model_type: ClassVar[str] = "video_tokenizer"
     config_class: ClassVar[type[TokenizerConfig]] = VideoConfig
     grid_ndim: ClassVar[int] = 3
     axis_names: ClassVar[tuple[str, ...]] = ("B", "C", "T", "H", "W")

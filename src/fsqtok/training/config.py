@@ -10,6 +10,14 @@ Values are parsed as YAML (``levels=[8,5,5,5]``, ``push_to_hub=true``, ``hub_mod
 A value whose default is a float also accepts an int or a number string such as ``1e-3``
 (which YAML 1.1 reads as a string); otherwise a value must have its default's type unless that
 default is ``None``.
+
+Types are checked on load; ranges are checked by the recipe with :class:`ConfigChecks` before
+its first step, so that every bad value is reported at once, one line each::
+
+    checks = ConfigChecks(cfg)
+    checks.positive("max_steps", "log.every", "data.batch_size")
+    checks.choice("optim.schedule", ("cosine", "linear", "constant"))
+    checks.done()   # raises RecipeConfigError with one line per problem
 """
 
 from __future__ import annotations
@@ -155,3 +163,57 @@ def load_config(
         except RecipeConfigError as e:
             raise RecipeConfigError(f"override {text!r}: {e}") from None
     return _wrap(config)
+
+
+class ConfigChecks:
+    """Collects range and choice problems of a loaded config; :meth:`done` raises them together.
+
+    Each method takes dotted key names (``"optim.lr"``); a problem becomes one line naming the key,
+    its value and what it must be.
+    """
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config = config
+        self.errors: list[str] = []
+
+    def get(self, key: str) -> Any:
+        node: Any = self.config
+        for part in key.split("."):
+            node = node[part]
+        return node
+
+    def error(self, message: str) -> None:
+        """Record a problem that the helpers below do not cover."""
+        self.errors.append(message)
+
+    def _each(self, keys: tuple[str, ...], ok, must: str) -> None:
+        for key in keys:
+            value = self.get(key)
+            if not ok(value):
+                self.error(f"{key}={value!r}: must be {must}")
+
+    def positive(self, *keys: str) -> None:
+        """Numbers > 0."""
+        self._each(keys, lambda v: _number(v) and v > 0, "> 0")
+
+    def non_negative(self, *keys: str) -> None:
+        """Numbers >= 0."""
+        self._each(keys, lambda v: _number(v) and v >= 0, ">= 0")
+
+    def in_range(self, key: str, low: float, high: float, *, high_open: bool = False) -> None:
+        """``low <= value <= high`` (``< high`` when ``high_open``)."""
+        bracket = ")" if high_open else "]"
+        self._each((key,), lambda v: _number(v) and low <= v and (v < high if high_open else v <= high),
+                   f"in [{low}, {high}{bracket}")
+
+    def choice(self, key: str, options: tuple[str, ...]) -> None:
+        self._each((key,), lambda v: v in options, "one of " + ", ".join(options))
+
+    def done(self) -> None:
+        """Raise :class:`RecipeConfigError` (one line per problem) if any check failed."""
+        if self.errors:
+            raise RecipeConfigError("\n".join(self.errors))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value

@@ -1,0 +1,136 @@
+"""MaskGIT speed: training efficiency against the machine's measured matmul peak, and sampling throughput.
+
+    python benchmarks/bench_maskgit_perf.py                 # prints a markdown section; --write adds it to BENCHMARKS.md
+    python benchmarks/bench_maskgit_perf.py --threads 2 --batch 64 --sample-batch 32
+
+1. **Training efficiency** of the default ``MaskGITConfig`` (width 256, depth 6, 8 heads, 7x7
+   tokens, 1000 codes): model matmul FLOPs per step (:meth:`MaskGIT.train_flops`, forward +
+   backward = 3x forward, the head on the expected masked count) divided by (measured step time
+   x the fp32 matmul peak measured in the same run, best of square ``torch.mm`` sizes). A step is
+   ``loss`` + ``backward`` + AdamW, in training mode (dropout on).
+2. **Sampling**: images/s of ``generate`` (12 steps) at 7x7 = 49 and 16x16 = 256 tokens, against
+   a peer of the same size run through the same decoding loop: the body swapped for
+   ``torch.nn.TransformerEncoder`` (pre-norm, same width/depth/heads/MLP, its inference fast path).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine_line, time_call, write_section  # noqa: E402
+
+from fsqtok.generative import MaskGIT, MaskGITConfig  # noqa: E402
+
+
+def matmul_peak(repeat: int) -> tuple[float, int]:
+    """Best fp32 ``torch.mm`` FLOP/s over square sizes (and the size that reached it)."""
+    best = (0.0, 0)
+    for n in (512, 1024, 2048):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        s = time_call(lambda: torch.mm(a, b), warmup=2, repeat=repeat)
+        best = max(best, (2 * n**3 / s, n))
+    return best
+
+
+def train_step_seconds(cfg: MaskGITConfig, batch: int, repeat: int) -> float:
+    torch.manual_seed(0)
+    model = MaskGIT(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tokens = torch.randint(cfg.codebook_size, (batch, *cfg.grid))
+    labels = torch.randint(cfg.num_classes, (batch,))
+    g = torch.Generator().manual_seed(0)
+
+    def step() -> None:
+        loss = model.loss(tokens, labels, generator=g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return time_call(step, warmup=2, repeat=repeat, min_seconds=0.0)
+
+
+class TorchEncoderBody(nn.Module):
+    """``nn.TransformerEncoder`` with a final LayerNorm, in place of MaskGIT's own transformer."""
+
+    def __init__(self, cfg: MaskGITConfig) -> None:
+        super().__init__()
+        layer = nn.TransformerEncoderLayer(cfg.width, cfg.heads, int(cfg.mlp_ratio * cfg.width), cfg.dropout,
+                                           activation="gelu", batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(cfg.width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.norm(self.encoder(x))
+
+
+def sampling_images_per_s(cfg: MaskGITConfig, batch: int, repeat: int, peer: bool) -> float:
+    torch.manual_seed(0)
+    model = MaskGIT(cfg)
+    if peer:
+        model.transformer = TorchEncoderBody(cfg)
+    model.eval()
+    labels = torch.arange(batch) % cfg.num_classes
+    with torch.inference_mode():
+        s = time_call(lambda: model.generate(labels, steps=12, generator=torch.Generator().manual_seed(0)),
+                      warmup=1, repeat=repeat, min_seconds=0.0)
+    return batch / s
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--batch", type=int, default=64, help="training batch")
+    p.add_argument("--sample-batch", type=int, default=32, help="images per generate call")
+    p.add_argument("--repeat", type=int, default=5, help="timed repeats (the best is kept)")
+    p.add_argument("--write", action="store_true", help="write the section into BENCHMARKS.md")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    cfg = MaskGITConfig()
+
+    peak_before, n_peak = matmul_peak(args.repeat)
+    step_s = train_step_seconds(cfg, args.batch, args.repeat)
+    peak_after, n_after = matmul_peak(args.repeat)
+    peak = max(peak_before, peak_after)
+    flops = MaskGIT(cfg).train_flops(args.batch)
+    eff = flops / (step_s * peak)
+    print(f"train: {flops / 1e9:.1f} GFLOP/step, {step_s * 1e3:.0f} ms/step, {flops / step_s / 1e9:.1f} GFLOP/s; "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s -> efficiency {eff:.0%}", flush=True)
+
+    rows = []
+    for grid in ((7, 7), (16, 16)):
+        c = dataclasses.replace(cfg, grid=grid)
+        ours = sampling_images_per_s(c, args.sample_batch, args.repeat, peer=False)
+        theirs = sampling_images_per_s(c, args.sample_batch, args.repeat, peer=True)
+        rows.append((grid, ours, theirs))
+        print(f"sample {grid[0]}x{grid[1]}: fsqtok {ours:.1f} images/s, nn.TransformerEncoder {theirs:.1f} images/s",
+              flush=True)
+
+    cmd = (f"python benchmarks/bench_maskgit_perf.py --threads {args.threads} --batch {args.batch} "
+           f"--sample-batch {args.sample_batch} --repeat {args.repeat}")
+    body = (f"## MaskGIT speed (CPU)\n\n`{cmd}` on {machine_line()}.\n\n"
+            f"**Training efficiency**, default `MaskGITConfig` (width {cfg.width}, depth {cfg.depth}, {cfg.heads} heads, "
+            f"{cfg.grid[0]}x{cfg.grid[1]} tokens, {cfg.codebook_size} codes), batch {args.batch}, loss + backward + AdamW:\n\n"
+            "| matmul FLOPs/step | step time | achieved | fp32 matmul peak (same run) | efficiency |\n"
+            "| ---: | ---: | ---: | ---: | ---: |\n"
+            f"| {flops / 1e9:.1f} G | {step_s * 1e3:.0f} ms | {flops / step_s / 1e9:.1f} GFLOP/s | "
+            f"{peak / 1e9:.1f} GFLOP/s (mm {max(n_peak, n_after)}^2) | {eff:.0%} |\n\n"
+            f"**Sampling** (12 decoding steps, batch {args.sample_batch}, same model size; the peer is the same decoding "
+            "loop with the body swapped for `torch.nn.TransformerEncoder`, pre-norm, inference fast path):\n\n"
+            "| tokens | fsqtok images/s | nn.TransformerEncoder images/s | ratio |\n| ---: | ---: | ---: | ---: |\n")
+    for grid, ours, theirs in rows:
+        body += f"| {grid[0] * grid[1]} ({grid[0]}x{grid[1]}) | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |\n"
+    print(body)
+    if args.write:
+        write_section("bench_maskgit_perf", body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

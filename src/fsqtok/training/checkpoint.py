@@ -1,0 +1,235 @@
+"""Checkpoints and the output folder of a training run.
+
+Layout under ``output_dir`` (every recipe)::
+
+    config.yaml                     the resolved config of the run
+    checkpoints/step-000100/        accelerate ``save_state`` (models, optimizers, schedulers, RNG, registered objects)
+    checkpoints/step-000100/<model_dir>/   a loadable ``save_pretrained`` folder, written by ``save_model``
+    checkpoints/step-000100/config.yaml    the config that wrote it
+    checkpoints/step-000100/DONE    written last: a folder without it was interrupted while saving
+    <model_dir>/                    the final model (:meth:`Checkpointer.save_final`)
+
+A folder holds one run. :func:`prepare_output_dir` refuses a used ``output_dir`` unless the run is
+resumed or ``overwrite`` is given, so checkpoints, ``metrics.jsonl`` and ``config.yaml`` of two runs
+never mix, and ``keep_last`` only ever prunes checkpoints of the run being trained.
+
+    start = prepare_output_dir(out, cfg.to_dict(), resume=args.resume, overwrite=args.overwrite)
+    ...  # build the Accelerator, prepare models
+    ckpt = Checkpointer(accelerator, out, every=500, keep_last=2, save_model=save_fn, model_dir="tokenizer")
+    ckpt.start(cfg.to_dict(), resume_from=start, overwrite=args.overwrite)
+    ... if ckpt.due(step, final): ckpt.save(step)
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import RecipeConfigError
+
+RUN_FILES = ("config.yaml", "metrics.jsonl", "train.log", "checkpoints")  # their presence marks a used folder
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be resumed (incomplete, from another config, or another run's folder)."""
+
+
+class TrainState:
+    """The optimizer-step counter, saved with the accelerate state (``register_for_checkpointing``)."""
+
+    def __init__(self) -> None:
+        self.step = 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        self.step = int(state["step"])
+
+
+def step_of(path: Path) -> int:
+    """``.../step-000120`` -> 120."""
+    return int(path.name.split("-")[1])
+
+
+def checkpoint_dirs(output_dir: str | Path, complete: bool = True) -> list[Path]:
+    """``output_dir/checkpoints/step-*`` by step; only those with a ``DONE`` marker when ``complete``."""
+    root = Path(output_dir) / "checkpoints"
+    if not root.is_dir():
+        return []
+    dirs = [p for p in root.glob("step-*") if p.is_dir() and p.name[5:].isdigit()]
+    return sorted((p for p in dirs if not complete or (p / "DONE").exists()), key=step_of)
+
+
+def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+    return out
+
+
+def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] | None = None) -> list[str]:
+    """Dotted keys whose values differ (``output_dir`` excluded); only under ``keys`` prefixes if given."""
+    a, b = _flat(old), _flat(new)
+    diff = sorted(k for k in a.keys() | b.keys() if k != "output_dir" and a.get(k) != b.get(k))
+    if keys is not None:
+        prefixes = tuple(keys)
+        diff = [k for k in diff if any(k == p or k.startswith(p + ".") for p in prefixes)]
+    return diff
+
+
+def _read_config(path: Path) -> dict[str, Any] | None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def prepare_output_dir(output_dir: str | Path, config: Mapping[str, Any], *, resume: str | None = None,
+                       overwrite: bool = False, fixed_keys: Iterable[str] = ()) -> Path | None:
+    """Check that a run may write to ``output_dir``; return the checkpoint to resume from, if any.
+
+    Reads only (every process may call it before the Accelerator exists); raises
+    :class:`RecipeConfigError` or :class:`CheckpointError` with a one-line message.
+
+    Args:
+        output_dir: the run's folder; it may not exist yet, and must not be a file.
+        config: the resolved config (a plain nested dict).
+        resume: ``None``; ``"latest"`` (the newest complete checkpoint of ``output_dir``, or none);
+            or a checkpoint folder.
+        overwrite: a used folder is allowed; :meth:`Checkpointer.start` clears the old run's outputs.
+        fixed_keys: config prefixes a resumed run may not change (those that shape the weights).
+    """
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise RecipeConfigError(f"output_dir={out} is a file; choose a folder")
+    if resume is not None and overwrite:
+        raise RecipeConfigError("--resume and --overwrite exclude each other")
+    used = out.is_dir() and any((out / name).exists() for name in RUN_FILES)
+    if resume is None:
+        if used and not overwrite:
+            old = _read_config(out / "config.yaml")
+            diff = config_diff(old, config) if old is not None else []
+            why = f"a run with a different config (differs in {', '.join(diff[:5])})" if diff else "a run"
+            raise RecipeConfigError(f"output_dir {out} already holds {why}; pass --resume to continue it, "
+                                    "--overwrite to replace it, or choose another output_dir")
+        return None
+    done = checkpoint_dirs(out)
+    if resume == "latest":
+        if not done:
+            return None
+        path = done[-1]
+    else:
+        path = Path(resume)
+        if not (path / "DONE").is_file():
+            raise CheckpointError(f"--resume {resume}: not a complete checkpoint folder (no DONE marker)")
+        own = path.resolve().parent == (out / "checkpoints").resolve()
+        if not own and used:
+            raise CheckpointError(f"--resume {resume}: output_dir {out} holds another run; "
+                                  "resume into an empty output_dir or into the checkpoint's own run folder")
+        newer = [p.name for p in done if step_of(p) > step_of(path)]
+        if own and newer:
+            raise CheckpointError(f"--resume {resume}: {out / 'checkpoints'} holds newer checkpoints ({', '.join(newer)}) "
+                                  "that a resumed run would mix with; resume from the newest or move them away")
+    saved = _read_config(path / "config.yaml") or _read_config(path.parent.parent / "config.yaml")
+    if saved is not None:
+        diff = config_diff(saved, config, fixed_keys)
+        if diff:
+            flat_old, flat_new = _flat(saved), _flat(config)
+            changes = "; ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in diff[:3])
+            raise CheckpointError(f"--resume {path}: the checkpoint was trained with another model config ({changes}); "
+                                  "resume with the config it was trained with")
+    return path
+
+
+class Checkpointer:
+    """Saves and restores the whole training state through the Accelerator.
+
+    Args:
+        accelerator: the run's :class:`accelerate.Accelerator`, with models, optimizers and
+            schedulers prepared and extra state (``TrainState``, EMA) registered for checkpointing.
+        output_dir: the run folder.
+        every: save every ``every`` optimizer steps (and at the last step or on a stop).
+        keep_last: complete checkpoints kept; ``0`` keeps all.
+        save_model: ``save_model(path)`` writes a loadable model folder; called on the main process.
+        model_dir: the name of that folder, inside each checkpoint and for the final model.
+    """
+
+    def __init__(self, accelerator, output_dir: str | Path, *, every: int, keep_last: int,
+                 save_model: Callable[[Path], None] | None = None, model_dir: str = "model") -> None:
+        self.accelerator = accelerator
+        self.output_dir = Path(output_dir)
+        self.every, self.keep_last = int(every), int(keep_last)
+        self.save_model, self.model_dir = save_model, model_dir
+        self.step = 0
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def start(self, config: Mapping[str, Any], resume_from: Path | None = None, overwrite: bool = False) -> None:
+        """Load ``resume_from`` (from :func:`prepare_output_dir`) into the prepared objects, clear an
+        old run's outputs when ``overwrite``, then write ``config.yaml`` (main process)."""
+        if resume_from is not None:
+            try:
+                self.accelerator.load_state(str(resume_from))
+            except (RuntimeError, ValueError, KeyError, OSError) as e:
+                lines = [s.strip() for s in str(e).splitlines() if s.strip()]
+                detail = next((s for s in lines if "mismatch" in s or "Missing" in s), lines[0] if lines else type(e).__name__)
+                raise CheckpointError(f"--resume {resume_from}: the checkpoint does not fit this run ({detail})") from None
+            self.step = step_of(resume_from)
+        if self.main:
+            if overwrite:
+                for name in (*RUN_FILES, "logs", self.model_dir):
+                    target = self.output_dir / name
+                    if target.is_dir():
+                        shutil.rmtree(target)
+                    elif target.exists():
+                        target.unlink()
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / "config.yaml").write_text(yaml.safe_dump(dict(config), sort_keys=False))
+        self.accelerator.wait_for_everyone()
+
+    def due(self, step: int, final: bool = False) -> bool:
+        """Whether to save after optimizer step ``step`` (every ``every`` steps, the last, or on a stop)."""
+        return final or step % self.every == 0
+
+    def save(self, step: int) -> Path:
+        """Save the state of every process at ``step``, then mark it complete and prune old ones."""
+        path = self.output_dir / "checkpoints" / f"step-{step:06d}"
+        if self.main and path.exists():
+            shutil.rmtree(path)  # a leftover of an interrupted save
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(path))
+        if self.main:
+            if self.save_model is not None:
+                self.save_model(path / self.model_dir)
+            if (self.output_dir / "config.yaml").exists():
+                shutil.copyfile(self.output_dir / "config.yaml", path / "config.yaml")
+        self.accelerator.wait_for_everyone()  # every process's RNG state is on disk before DONE
+        if self.main:
+            (path / "DONE").write_text(f"{step}\n")
+            done = [p for p in checkpoint_dirs(self.output_dir) if step_of(p) <= step]
+            for old in done[: -self.keep_last] if self.keep_last > 0 else []:
+                shutil.rmtree(old, ignore_errors=True)
+        self.step = step
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def save_final(self) -> Path:
+        """The final model folder ``output_dir/<model_dir>`` (main process writes it)."""
+        path = self.output_dir / self.model_dir
+        if self.main and self.save_model is not None:
+            self.save_model(path)
+        self.accelerator.wait_for_everyone()
+        return path
+
+    def last_good(self) -> Path | None:
+        """The newest complete checkpoint of this run, if any."""
+        done = [p for p in checkpoint_dirs(self.output_dir) if step_of(p) <= self.step]
+        return done[-1] if done else None

@@ -1,0 +1,168 @@
+"""Checkpoints: save every N, keep K, DONE markers, exact resume, and one run per output folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from fsqtok.training import Checkpointer, CheckpointError, RecipeConfigError, TrainState, checkpoint_dirs, prepare_output_dir
+
+CONFIG = {"modality": "image", "output_dir": "x", "max_steps": 4, "model": {"width": 3}, "optim": {"lr": 0.1}}
+
+
+def setup(make_accelerator, out: Path, width: int = 3, keep_last: int = 0, every: int = 1):
+    """A tiny prepared model + optimizer + TrainState, and its Checkpointer."""
+    acc = make_accelerator(out)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(width, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model, opt = acc.prepare(model, opt)
+    state = TrainState()
+    acc.register_for_checkpointing(state)
+    saved = []
+    ckpt = Checkpointer(acc, out, every=every, keep_last=keep_last, model_dir="model",
+                        save_model=lambda p: (p.mkdir(parents=True), saved.append(p)))
+    return acc, model, opt, state, ckpt
+
+
+def train_steps(model, opt, state, n, ckpt=None):
+    g = torch.Generator().manual_seed(state.step)
+    for _ in range(n):
+        loss = model(torch.randn(4, model.in_features, generator=g)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        state.step += 1
+        if ckpt is not None and ckpt.due(state.step):
+            ckpt.save(state.step)
+
+
+def names(out: Path) -> list[str]:
+    return sorted(p.name for p in (out / "checkpoints").iterdir())
+
+
+def test_resume_restores_weights_optimizer_and_step_exactly(make_accelerator, tmp_path):
+    a = tmp_path / "a"
+    acc, model, opt, state, ckpt = setup(make_accelerator, a)
+    ckpt.start(CONFIG)
+    train_steps(model, opt, state, 2, ckpt)
+    train_steps(model, opt, state, 2)
+    expected = {k: v.clone() for k, v in model.state_dict().items()}
+
+    start = prepare_output_dir(a, CONFIG, resume=str(a / "checkpoints" / "step-000002"))
+    acc, model, opt, state, ckpt = setup(make_accelerator, a)
+    ckpt.start(CONFIG, resume_from=start)
+    assert state.step == 2
+    train_steps(model, opt, state, 2)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, expected[k]), k
+
+
+def test_save_writes_done_config_and_model_folder_and_prunes(make_accelerator, tmp_path):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, keep_last=2)
+    ckpt.start(CONFIG)
+    train_steps(model, opt, state, 3, ckpt)
+    assert names(tmp_path) == ["step-000002", "step-000003"]
+    last = tmp_path / "checkpoints" / "step-000003"
+    assert (last / "DONE").read_text() == "3\n" and (last / "model").is_dir()
+    assert yaml.safe_load((last / "config.yaml").read_text()) == CONFIG
+    assert ckpt.last_good() == last
+    assert ckpt.save_final() == tmp_path / "model" and (tmp_path / "model").is_dir()
+
+
+def test_keep_last_zero_keeps_all_and_every_counts_steps(make_accelerator, tmp_path):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, every=2)
+    ckpt.start(CONFIG)
+    assert [ckpt.due(s) for s in (1, 2, 3, 4)] == [False, True, False, True] and ckpt.due(3, final=True)
+    train_steps(model, opt, state, 5, ckpt)
+    assert names(tmp_path) == ["step-000002", "step-000004"]
+
+
+def test_incomplete_checkpoints_are_ignored_and_replaced(make_accelerator, tmp_path):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, keep_last=1)
+    ckpt.start(CONFIG)
+    train_steps(model, opt, state, 1, ckpt)
+    broken = tmp_path / "checkpoints" / "step-000002"
+    broken.mkdir()
+    (broken / "junk").write_text("interrupted save")
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-000001"]
+    assert prepare_output_dir(tmp_path, CONFIG, resume="latest").name == "step-000001"
+    train_steps(model, opt, state, 1, ckpt)
+    assert names(tmp_path) == ["step-000002"] and not (broken / "junk").exists()
+
+
+def test_last_good_ignores_checkpoints_after_the_current_step(make_accelerator, tmp_path):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
+    ckpt.start(CONFIG)
+    assert ckpt.last_good() is None
+    train_steps(model, opt, state, 1, ckpt)
+    assert ckpt.last_good().name == "step-000001"
+
+
+def test_resume_with_other_shapes_is_one_clear_error(make_accelerator, tmp_path):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
+    ckpt.start(CONFIG)
+    train_steps(model, opt, state, 1, ckpt)
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, width=5)
+    with pytest.raises(CheckpointError, match=r"does not fit this run \(.*size mismatch"):
+        ckpt.start(CONFIG, resume_from=tmp_path / "checkpoints" / "step-000001")
+
+
+def test_overwrite_clears_the_old_run_but_not_other_files(make_accelerator, tmp_path):
+    for name in ("metrics.jsonl", "train.log", "notes.txt"):
+        (tmp_path / name).write_text("old\n")
+    (tmp_path / "checkpoints" / "step-000009").mkdir(parents=True)
+    (tmp_path / "model").mkdir()
+    with pytest.raises(RecipeConfigError, match="already holds a run"):
+        prepare_output_dir(tmp_path, CONFIG)
+    assert prepare_output_dir(tmp_path, CONFIG, overwrite=True) is None
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
+    ckpt.start(CONFIG, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["config.yaml", "notes.txt"]
+
+
+def test_used_folder_with_another_config_is_refused_naming_the_keys(tmp_path):
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({**CONFIG, "max_steps": 9, "output_dir": "elsewhere"}))
+    with pytest.raises(RecipeConfigError, match=r"different config \(differs in max_steps\); pass --resume"):
+        prepare_output_dir(tmp_path, CONFIG)
+    with pytest.raises(RecipeConfigError, match=r"already holds a run;"):
+        prepare_output_dir(tmp_path, {**CONFIG, "max_steps": 9})  # same config: still a used folder
+    assert prepare_output_dir(tmp_path, CONFIG, resume="latest") is None  # nothing to resume yet
+    assert prepare_output_dir(tmp_path / "new", CONFIG) is None
+
+
+def test_output_dir_that_is_a_file_and_conflicting_flags(tmp_path):
+    f = tmp_path / "f"
+    f.write_text("")
+    with pytest.raises(RecipeConfigError, match="is a file"):
+        prepare_output_dir(f, CONFIG)
+    with pytest.raises(RecipeConfigError, match="exclude each other"):
+        prepare_output_dir(tmp_path, CONFIG, resume="latest", overwrite=True)
+
+
+def _fake_checkpoint(out: Path, step: int, config=CONFIG) -> Path:
+    path = out / "checkpoints" / f"step-{step:06d}"
+    path.mkdir(parents=True)
+    (path / "DONE").write_text(f"{step}\n")
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_resume_checks(tmp_path):
+    run = tmp_path / "run"
+    first, second = _fake_checkpoint(run, 1), _fake_checkpoint(run, 2)
+    (run / "config.yaml").write_text(yaml.safe_dump(CONFIG))
+    assert prepare_output_dir(run, CONFIG, resume="latest") == second
+    assert prepare_output_dir(run, {**CONFIG, "max_steps": 8}, resume="latest", fixed_keys=("model",)) == second
+    with pytest.raises(CheckpointError, match=r"another model config \(model.width: 3 -> 4\)"):
+        prepare_output_dir(run, {**CONFIG, "model": {"width": 4}}, resume="latest", fixed_keys=("model",))
+    with pytest.raises(CheckpointError, match="holds newer checkpoints .step-000002."):
+        prepare_output_dir(run, CONFIG, resume=str(first))
+    with pytest.raises(CheckpointError, match="holds another run"):
+        prepare_output_dir(run, CONFIG, resume=str(_fake_checkpoint(tmp_path / "other", 5)))
+    assert prepare_output_dir(tmp_path / "fresh", CONFIG, resume=str(first)) == first
+    with pytest.raises(CheckpointError, match="not a complete checkpoint"):
+        prepare_output_dir(tmp_path / "fresh", CONFIG, resume=str(tmp_path))

@@ -1,0 +1,67 @@
+"""TrainLogger: per-term averages, the interval line, metrics.jsonl, train.log, and resumed runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fsqtok.training import TrainLogger, fmt
+
+
+def rows(out):
+    return [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_flush_averages_each_term_over_its_own_count(make_accelerator, tmp_path, capsys):
+    acc = make_accelerator(tmp_path)
+    log = TrainLogger(acc, tmp_path, total_steps=10, every=2, global_batch=8, tensorboard=False, progress_bar=False)
+    log.add(loss=torch.tensor(1.0), mse=0.5)
+    log.add(loss=3.0)  # a micro-batch without `mse`
+    log.step(1)
+    log.step(2)
+    assert not log.due(1) and log.due(2) and log.due(3, final=True)
+    values = log.flush(2, lr=0.01)
+    assert values["loss"] == 2.0 and values["mse"] == 0.5 and values["lr"] == 0.01
+    assert values["samples_per_s"] == pytest.approx(8 * values["steps_per_s"])
+    assert rows(tmp_path) == [{"kind": "train", "step": 2, **values}]
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("step 2/10 loss=2 mse=0.5 lr=0.01 ") and line.endswith("[1 process(es) on cpu]")
+    assert (tmp_path / "train.log").read_text().strip() == line
+    log.add(loss=5.0)
+    log.step(3)
+    assert log.flush(3)["loss"] == 5.0  # the sums start again after a flush
+    log.scalars({"psnr": 20.0}, 3, kind="eval")
+    log.close()
+    assert [(r["kind"], r["step"]) for r in rows(tmp_path)] == [("train", 2), ("train", 3), ("eval", 3)]
+
+
+def test_a_resumed_run_drops_lines_after_its_start_step(make_accelerator, tmp_path):
+    old = [{"kind": "train", "step": s, "loss": float(s)} for s in (1, 2, 3, 4)] + [{"kind": "eval", "step": 4}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))
+    acc = make_accelerator(tmp_path)
+    log = TrainLogger(acc, tmp_path, total_steps=4, start_step=2, tensorboard=False, progress_bar=False)
+    log.add(loss=9.0)
+    log.step(3)
+    log.flush(3)
+    log.close()
+    assert [(r["step"], r["loss"]) for r in rows(tmp_path)] == [(1, 1.0), (2, 2.0), (3, 9.0)]
+
+
+def test_tensorboard_scalars_and_images(make_accelerator, tmp_path):
+    acc = make_accelerator(tmp_path, tensorboard=True)
+    log = TrainLogger(acc, tmp_path, total_steps=2, tensorboard=True, progress_bar=False, hparams={"a": {"b": 1}})
+    assert log.tb is not None
+    log.add(loss=1.0)
+    log.step(1)
+    log.flush(1)
+    log.images("recon", torch.rand(3, 8, 8), 1)
+    log.audio("clip", torch.zeros(160), 1, sample_rate=16000)
+    log.close()
+    acc.end_training()
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+
+
+def test_fmt():
+    assert fmt({"loss": 0.123456, "lr": 1e-4}) == "loss=0.1235 lr=0.0001"
