@@ -5,7 +5,8 @@
         [--tokens samples/tokens --codebook-size 1000] [--num 5000] [--inception auto|off|PATH] --output-dir OUT
 
 Image sets are a folder of images (recursively; a first-level sub-folder named ``<int>`` or
-``<int>_<name>`` gives the class of its images) or ``fashion-mnist:SPLIT[:START:STOP]``, read from
+``<int>_<name>`` gives the class of its images), the output folder of ``scripts/sample_maskgit.py``
+(labels from its ``samples.json``), or ``fashion-mnist:SPLIT[:START:STOP]``, read from
 the raw files (see :mod:`fsqtok.data.fashion_mnist`). Each set is cut to its first ``--num``
 images (a folder's files in sorted order).
 
@@ -81,20 +82,25 @@ def read_set(spec: str, num: int | None) -> tuple[Tensor, Tensor | None]:
     root = Path(spec)
     if not root.is_dir():
         raise InputError(f"{spec}: not a folder of images nor fashion-mnist:SPLIT")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg") and "grid" not in p.stem)
-    files = files[:num] if num else files
+    record = root / "samples.json"  # scripts/sample_maskgit.py output: images/<index>_<label>.png + labels
+    if record.is_file():
+        files = sorted((root / "images").glob("*.png"))
+        names = json.loads(record.read_text())["labels"]
+        if len(names) != len(files):
+            raise InputError(f"{record}: {len(names)} labels for {len(files)} images in {root / 'images'}")
+    else:
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+        names = [p.relative_to(root).parts[0] if len(p.relative_to(root).parts) > 1 else "" for p in files]
+    files, names = (files[:num], names[:num]) if num else (files, names)
     if not files:
         raise InputError(f"{spec}: no .png/.jpg images")
-    x, labels = [], []
+    x = []
     for p in files:
         img = torch.as_tensor(media.read_image(p)).float()
         if img.shape != (3, 28, 28):
             raise InputError(f"{p}: image is {tuple(img.shape[-2:])}, expected 28x28")
         x.append(img)
-        top = p.relative_to(root).parts
-        m = re.match(r"(\d+)(_|$)", top[0]) if len(top) > 1 else None
-        labels.append(int(m.group(1)) if m else -1)
-    y = torch.tensor(labels)
+    y = torch.tensor([int(m.group(1)) if (m := re.match(r"(\d+)(_|$)", str(n))) else -1 for n in names])
     return torch.stack(x), (None if (y < 0).any() else y)
 
 
@@ -190,6 +196,14 @@ def frechet_distance(real: Tensor, fake: Tensor) -> float:
     return float(metric.compute())
 
 
+def frechet_interval(real: Tensor, fake: Tensor, rounds: int, seed: int = 0) -> list[float]:
+    """95% bootstrap interval of :func:`frechet_distance` over resamplings of the generated features."""
+    g = torch.Generator().manual_seed(seed)
+    values = sorted(frechet_distance(real, fake[torch.randint(0, len(fake), (len(fake),), generator=g)])
+                    for _ in range(rounds))
+    return [values[int(0.025 * (rounds - 1))], values[int(round(0.975 * (rounds - 1)))]]
+
+
 def knn_radii(f: Tensor, k: int = K_NEIGHBOURS) -> Tensor:
     """Distance from each of ``(N, D)`` features to its k-th nearest other feature: ``(N,)``."""
     d = torch.cdist(f, f)
@@ -261,6 +275,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         f_fake = features(extractor, fake[:m])
         fd = frechet_distance(f_real, f_fake)
         out: dict[str, Any] = {"num": m, "frechet_distance": fd}
+        if args.bootstrap:
+            out["interval95"] = frechet_interval(f_real, f_fake, args.bootstrap)
         if floor is not None:
             f_floor = cached_features(extractor, floor[:m], f"{args.floor_reference}|{m}|{wkey}", cache)
             out["floor"] = frechet_distance(f_real, f_floor)
@@ -277,17 +293,21 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def _interval(m: dict[str, Any]) -> str:
+    return f" [{m['interval95'][0]:.3g}, {m['interval95'][1]:.3g}]" if "interval95" in m else ""
+
+
 def markdown(r: dict[str, Any]) -> str:
     c = r["classifier"]
     rows = [("images (N)", f"{r['num']}"),
-            ("Frechet classifier distance (FCD)", f"{c['frechet_distance']:.3f}"
+            ("Frechet classifier distance (FCD)", f"{c['frechet_distance']:.3f}" + _interval(c)
              + (f" (real-vs-real floor {c['floor']:.3f})" if "floor" in c else "")),
             ("precision / recall (k=3, classifier features)", f"{c['precision']:.3f} / {c['recall']:.3f}")]
     if "class_accuracy" in r:
         rows.append(("class accuracy of conditional samples", f"{r['class_accuracy']:.3f}"))
     if isinstance(r.get("inception"), dict):
         i = r["inception"]
-        rows.append((f"Inception FID (N={i['num']})", f"{i['frechet_distance']:.2f}"
+        rows.append((f"Inception FID (N={i['num']})", f"{i['frechet_distance']:.2f}" + _interval(i)
                      + (f" (floor {i['floor']:.2f})" if "floor" in i else "")))
     else:
         rows.append(("Inception FID", r["inception"]))
@@ -309,9 +329,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--inception-num", type=int, default=None, help="images per set for Inception FID (default: N)")
     p.add_argument("--tokens", default=None, help="token shards of the samples, for codebook usage")
     p.add_argument("--codebook-size", type=int, default=None)
+    p.add_argument("--bootstrap", type=int, default=0, help="rounds for a 95%% interval of the distances (0 = none)")
     p.add_argument("--cache-dir", default=None, help="keep features of the real sets here")
     p.add_argument("--output-dir", required=True)
     args = p.parse_args(argv)
+    if args.bootstrap < 0:
+        p.error("--bootstrap must be >= 0")
     for name in ("num", "inception_num", "codebook_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")

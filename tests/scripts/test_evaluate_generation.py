@@ -125,3 +125,27 @@ def test_reads_sets_and_refuses_bad_input(tiny, capsys):
     with pytest.raises(ev.InputError, match="no such file"):
         ev.find_inception(str(tmp / "missing.pt"))
     assert ev.find_inception("off") is None
+
+
+def test_reads_the_sampler_layout(tmp_path):
+    """scripts/sample_maskgit.py writes images/<index>_<label>.png and samples.json with the labels."""
+    rng = np.random.default_rng(1)
+    (tmp_path / "images").mkdir()
+    names = ["3_dress", "0_tshirt_top", "3_dress"]
+    for i, name in enumerate(names):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "images" / f"{i}_{name}.png")
+    Image.fromarray(np.zeros((60, 60), np.uint8)).save(tmp_path / "grid.png")  # not a sample
+    (tmp_path / "samples.json").write_text(json.dumps({"labels": names}))
+    x, y = ev.read_set(str(tmp_path), None)
+    assert x.shape == (3, 3, 28, 28) and y.tolist() == [3, 0, 3]
+    (tmp_path / "samples.json").write_text(json.dumps({"labels": names[:2]}))
+    with pytest.raises(ev.InputError, match="2 labels for 3 images"):
+        ev.read_set(str(tmp_path), None)
+
+
+def test_bootstrap_interval_brackets_the_distance():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    fake = torch.randn(300, 3, generator=g, dtype=torch.float64) + 0.5
+    lo, hi = ev.frechet_interval(real, fake, rounds=40)
+    assert lo < ev.frechet_distance(real, fake) < hi and hi - lo < 0.5
