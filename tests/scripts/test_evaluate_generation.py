@@ -53,11 +53,16 @@ def test_precision_recall():
     assert p == 1.0 and r < 0.6
 
 
+def test_a_point_on_the_ball_boundary_counts():
+    centres = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
+    assert ev.coverage_fraction(torch.tensor([[4.0], [4.5]]), centres, ev.knn_radii(centres, k=1)) == 0.5
+
+
 def test_token_usage():
-    u = ev.token_usage(torch.tensor([[0, 1], [1, 2]]), 4)
-    assert u["usage"] == 0.75 and u["tokens_counted"] == 4
-    assert u["entropy_bits"] == pytest.approx(1.5)  # counts 1, 2, 1 of 4
-    assert u["uniform_usage_bound"] == pytest.approx(1 - math.exp(-1))
+    u = ev.token_usage(torch.tensor([[0, 1, 1], [1, 2, 1]]), 4)
+    assert u["usage"] == 0.75 and u["tokens_counted"] == 6 and u["codebook_size"] == 4
+    assert u["entropy_bits"] == pytest.approx(-(2 * (1 / 6) * math.log2(1 / 6) + (4 / 6) * math.log2(4 / 6)))
+    assert u["uniform_usage_bound"] == pytest.approx(1 - math.exp(-6 / 4))
 
 
 def write_pngs(folder: Path, images: np.ndarray, labels: list[int] | None) -> None:
@@ -97,10 +102,16 @@ def test_smoke_writes_the_report(tiny):
     assert r["num"] == 20 and c["num"] == 20
     assert abs(c["frechet_distance"]) < 1e-3 and c["floor"] > 1e-3  # generated == reference; the floor is not
     assert (c["precision"], c["recall"]) == (1.0, 1.0)
+    # class accuracy: label 15 samples with the classifier's own prediction and 5 with another class
     x = ev.read_set(str(tmp / "gen"), None)[0]
-    pred = model(x).argmax(1)
-    expected = float(((pred == 3)[:10].sum() + (pred == 5)[10:].sum()) / 20)
-    assert r["class_accuracy"] == pytest.approx(expected)
+    pred = model(x).argmax(1).tolist()
+    names = [f"{c}_x" for c in pred[:15]] + [f"{(c + 1) % 10}_x" for c in pred[15:]]
+    (tmp / "sampled" / "images").mkdir(parents=True)
+    for i, f in enumerate(sorted((tmp / "gen").rglob("*.png"))):
+        (tmp / "sampled" / "images" / f"{i:02d}.png").write_bytes(f.read_bytes())
+    (tmp / "sampled" / "samples.json").write_text(json.dumps({"labels": names}))
+    assert ev.main(["--generated", str(tmp / "sampled")] + argv[2:]) == 0
+    assert json.loads((tmp / "out" / "generation.json").read_text())["class_accuracy"] == 0.75
     assert r["inception"].startswith("skipped")
     assert "Frechet classifier distance" in (tmp / "out" / "generation.md").read_text()
     assert len(list((tmp / "cache").glob("*.pt"))) == 2  # reference and floor features, not the generated ones
