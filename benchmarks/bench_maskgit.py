@@ -64,7 +64,7 @@ def tokenizer_config(root: Path, out: Path, quantizer: str, levels: list[int], s
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args, self.root = args, Path(args.root).resolve()
-        self.results_path = self.root / "results.json"
+        self.results_path = self.root / args.results
         self.results: dict[str, Any] = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
         self.env = {**os.environ, "OMP_NUM_THREADS": "1",
                     "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
@@ -154,6 +154,9 @@ class Bench:
         f_real = evg.features(clf, x)
         for name in todo:
             out, q, lv, steps = self.tokenizer_runs()[name]
+            if (out / "eval.json").is_file():  # evaluated by an earlier or a concurrent bench run
+                done[name] = json.loads((out / "eval.json").read_text())
+                continue
             tok = fsqtok.load_tokenizer(str(out / "tokenizer")).eval()
             t0 = time.perf_counter()
             with torch.inference_mode():
@@ -166,6 +169,7 @@ class Bench:
                           "images": len(x), "psnr": float(p.mean()), "psnr_ci95": ci(p), "ssim": float(s.mean()),
                           "ssim_ci95": ci(s), "fcd_reconstruction": evg.frechet_distance(f_real, evg.features(clf, y)),
                           **evg.token_usage(idx, tok.codebook_size), "eval_seconds": round(time.perf_counter() - t0, 1)}
+            (out / "eval.json").write_text(json.dumps(done[name], indent=2) + "\n")
             self.save()
         return True
 
@@ -292,6 +296,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-tune", type=int, default=200, help="samples per tuning setting (scored against val)")
     p.add_argument("--num-samples", type=int, default=1000, help="final samples per seed (scored against test)")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds of the final samples")
+    p.add_argument("--results", default="results.json", help="the results file under --root")
     p.add_argument("--figure", default=None, help="write the codebook-study figure here (PNG)")
     p.add_argument("--until", default="final", choices=["data", "classifier", "tokenizers", "tokenizer_eval",
                                                           "tokenize", "maskgit", "tune", "final"])
@@ -305,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     bench = Bench(args)
     bench.root.mkdir(parents=True, exist_ok=True)
-    bench.results["settings"] = {k: v for k, v in vars(args).items() if k not in ("root", "until", "jobs")}
+    bench.results["settings"] = {k: v for k, v in vars(args).items() if k not in ("root", "until", "jobs", "results", "figure")}
     bench.results["paper"] = PAPER
     for name in ("data", "classifier", "tokenizers", "tokenizer_eval", "tokenize", "maskgit", "tune", "final"):
         bench.stage(name, getattr(bench, name))
