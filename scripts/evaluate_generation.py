@@ -234,7 +234,7 @@ def token_usage(tokens: Tensor, codebook_size: int) -> dict[str, float]:
 
 
 def read_tokens(folder: str) -> Tensor:
-    from fsqtok.shards.reader import ShardDataset
+    from fsqtok.shards import ShardDataset
 
     try:
         ds = ShardDataset(folder)
