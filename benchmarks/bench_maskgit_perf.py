@@ -84,11 +84,12 @@ def sampling_images_per_s(cfg: MaskGITConfig, batch: int, repeat: int) -> tuple[
     labels = torch.arange(batch) % cfg.num_classes
     best = [math.inf, math.inf]
     with torch.inference_mode():
-        for _ in range(repeat + 1):  # the first round warms up
+        for rnd in range(repeat + 1):  # round 0 warms up
             for i, model in enumerate(models):
                 t0 = time.perf_counter()
                 model.generate(labels, steps=12, generator=torch.Generator().manual_seed(0))
-                best[i] = min(best[i], time.perf_counter() - t0) if _ else best[i]
+                if rnd:
+                    best[i] = min(best[i], time.perf_counter() - t0)
     return batch / best[0], batch / best[1]
 
 
