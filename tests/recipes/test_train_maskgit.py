@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
 from fsqtok.generative import MaskGIT
@@ -70,6 +71,13 @@ def test_debug_recipe_two_steps_writes_model_checkpoints_and_sample_grids(run, t
         assert cfg.tokenizer_sha256 == manifest["tokenizer"]["weights_sha256"]
         assert (cfg.width, cfg.depth, cfg.heads) == (32, 1, 2)
     assert (out / "checkpoints" / "step-000001" / "DONE").exists() and (out / "checkpoints" / "step-000002" / "DONE").exists()
+    # the saved model holds the EMA weights: neither the live weights nor the initial ones
+    saved = load_file(out / "maskgit" / "model.safetensors")
+    live = load_file(out / "checkpoints" / "step-000002" / "model.safetensors")
+    set_seed(0)
+    init = MaskGIT(cfg).state_dict()
+    assert not torch.equal(saved["head.weight"], live["model.head.weight"])
+    assert not torch.equal(saved["head.weight"], init["head.weight"])
     assert set(metrics(out)) == {1, 2} and set(metrics(out, "eval")) == {1, 2}
     assert all(r["loss"] > 0 for r in metrics(out, "eval").values())
     assert "[1 process(es) on cpu]" in (out / "train.log").read_text()
