@@ -179,6 +179,8 @@ def test_confidence_is_the_sampled_log_probability_plus_annealed_gumbel_noise(mo
     from fsqtok.generative.maskgit import gumbel
 
     m, labels, temperature, noise = model(), torch.tensor([0, 1, 2]), 0.7, 3.0
+    with torch.no_grad():  # confident, position-dependent predictions: log-probabilities as spread out as the noise
+        m.head.weight.mul_(40)
     inputs = []
     features = m.features
     monkeypatch.setattr(m, "features", lambda tokens, lab: (inputs.append(tokens.clone()), features(tokens, lab))[1])
