@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -25,7 +26,6 @@ import torch
 from torch import Tensor, nn
 
 from ..hub import REPO_URL, CheckpointError, ConfigError, HubMixin
-from ..hub import resolve_file as _resolve_file  # noqa: F401 - fsqtok.shards.manifest imports it from here
 
 from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ, VectorQuantizer
 from ..quantizers.fsq import validate_levels
@@ -49,9 +49,13 @@ class TokenizerConfig:
     num_stages: int = 1  # residual stages; must be 1 for "fsq"
     quantize_dropout: bool = False  # "rfsq": train on a random prefix of stages (bitrate chosen at decode)
     latent_channels: int | None = None  # encoder output width; None = len(levels) (no projection)
+    # "rfsq": scale of stage i. "grid": r^-i with r the largest ratio the grid covers (L, or L-1 for even L),
+    # so every level list converges; "levels": L^-i, for tokenizers saved before fsqtok 0.1.1 (see ResidualFSQ)
+    residual_stage_scale: str = "grid"
 
     def __post_init__(self) -> None:
         self._check_choice("quantizer", ("fsq", "rfsq", "vq"))
+        self._check_choice("residual_stage_scale", ("grid", "levels"))
         levels = self._check_ints("levels", minimum=2)
         try:
             validate_levels(levels, eps=1e-3, symmetric=False)
@@ -139,15 +143,23 @@ class TokenizerOutput:
 
     Attributes:
         reconstruction: decoded input, in the input's convention and shape.
-        indices: int64 tokens, as :meth:`Tokenizer.encode` returns them.
         quantizer_loss: scalar auxiliary loss of the bottleneck (0 for FSQ).
         quantizer_output: the bottleneck's raw output (``z_q``, per-call usage statistics).
+        unfold: bottleneck indices -> the layout :meth:`Tokenizer.encode` returns.
+
+    :attr:`indices` is read on demand from ``quantizer_output``, so a training step never waits
+    for it, and reading it raises the quantizer's error when the latents were not finite.
     """
 
     reconstruction: Tensor
-    indices: Tensor
     quantizer_loss: Tensor
     quantizer_output: QuantizerOutput
+    unfold: Callable[[Tensor], Tensor] = lambda indices: indices
+
+    @property
+    def indices(self) -> Tensor:
+        """int64 tokens, as :meth:`Tokenizer.encode` returns them."""
+        return self.unfold(self.quantizer_output.indices)
 
     def usage(self) -> float:
         """Fraction of the codebook used in this batch (computed on demand)."""
@@ -206,7 +218,8 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels)
         else:
             self.quantizer = ResidualFSQ(
-                config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout
+                config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout,
+                stage_scale=config.residual_stage_scale,
             )
 
     # -- hooks for subclasses
@@ -235,6 +248,10 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
 
     def _unfold_tokens(self, indices: Tensor, ctx: dict[str, Any]) -> Tensor:
         return indices
+
+    def _input_shape_hint(self) -> str:
+        """Appended to decode's shape-mismatch message (audio: the sample rate)."""
+        return ""
 
     @property
     def _extra_token_axes(self) -> int:
@@ -370,10 +387,11 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _encode_prepared(self, x_net: Tensor, ctx: dict[str, Any]) -> Tensor:
         return self._unfold_tokens(self._quantize(self.encoder(x_net)), ctx)
 
+    @torch.inference_mode()
     def decode(
         self, indices: Tensor, *, input_shape: Sequence[int] | None = None, num_stages: int | None = None
     ) -> Tensor:
-        """Indices -> tensor in this modality's convention.
+        """Indices -> tensor in this modality's convention (runs under ``torch.inference_mode``).
 
         Args:
             indices: int64 tokens as :meth:`encode` returns them.
@@ -392,7 +410,8 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
                 got = got[:axis] + got[axis + 1 :]
             if got != expected:
                 self._fail(
-                    f"indices of shape {tuple(indices.shape)} do not come from an input of shape {tuple(input_shape)}"
+                    f"indices of shape {tuple(indices.shape)} do not come from an input of shape "
+                    f"{tuple(input_shape)}{self._input_shape_hint()}"
                 )
             ctx["input_shape"] = tuple(int(s) for s in input_shape)
         flat, fold_ctx = self._fold_tokens(indices)
@@ -412,9 +431,9 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _output(self, reconstruction: Tensor, y: Tensor, q: QuantizerOutput, ctx: dict[str, Any]) -> TokenizerOutput:
         return TokenizerOutput(
             reconstruction=reconstruction,
-            indices=self._unfold_tokens(q.indices, ctx),
             quantizer_loss=q.loss,
             quantizer_output=q,
+            unfold=functools.partial(self._unfold_tokens, ctx=ctx),
         )
 
     # -- Hub (save/load, strictness and weights_hash come from HubMixin)
@@ -430,7 +449,10 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             raise ConfigError(
                 f"{source}: config.json: modality {modality!r} does not match model_type {cls.model_type!r}"
             )
-        return super().config_from_hub({k: v for k, v in raw.items() if k != "modality"}, source)
+        fields = {k: v for k, v in raw.items() if k != "modality"}
+        if fields.get("quantizer") == "rfsq" and "residual_stage_scale" not in fields:
+            fields["residual_stage_scale"] = "levels"  # saved before the field existed: keep its tokens' meaning
+        return super().config_from_hub(fields, source)
 
     def card_tags(self) -> tuple[str, ...]:
         return ("fsq", "tokenizer", self.modality)
@@ -449,9 +471,12 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             "## Usage\n\n"
             "```python\nimport fsqtok\n\n"
             f'tokenizer = fsqtok.load_tokenizer("{repo_id}")\n'
-            "indices = tokenizer.encode(x)\n"
-            "x_hat = tokenizer.decode(indices, input_shape=x.shape)\n```\n"
+            f"{self._card_usage()}\n```\n"
         )
+
+    def _card_usage(self) -> str:
+        """The model card's encode/decode lines."""
+        return "indices = tokenizer.encode(x)\nx_hat = tokenizer.decode(indices, input_shape=x.shape)"
 
 
 def _card_value(value: Any) -> str:

@@ -119,7 +119,6 @@ class DepthTokenizer(Conv2dTokenizer):
     def _output(self, reconstruction: Tensor, y: Tensor, q: QuantizerOutput, ctx: dict[str, Any]) -> DepthOutput:
         return DepthOutput(
             reconstruction=reconstruction,
-            indices=q.indices,
             quantizer_loss=q.loss,
             quantizer_output=q,
             valid_mask=ctx["valid"],
