@@ -111,7 +111,7 @@ def test_resume_mid_epoch_is_exact(run, tmp_path):
 def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path, capsys):
     from fsqtok.data.samples import sample_images
     from fsqtok.media.image import write_image
-    from fsqtok.shards.tokenize import build_parser, tokenize
+    from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
     ImageTokenizer(ImageConfig(quantizer="rfsq", num_stages=2, levels=(5, 5), base_channels=8, channel_mult=(1, 2),
@@ -119,8 +119,8 @@ def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path,
     (tmp_path / "img" / "a").mkdir(parents=True)
     for i, x in enumerate(sample_images(4, size=8)):
         write_image(tmp_path / "img" / "a" / f"{i}.png", x)
-    tokenize(build_parser().parse_args(["-t", str(tmp_path / "tok"), "--data", str(tmp_path / "img"), "-o",
-                                        str(tmp_path / "shards"), "--labels", "folder", "--num-workers", "0"]))
+    tokenize(TokenizeJob(tokenizer=str(tmp_path / "tok"), data=str(tmp_path / "img"), output=tmp_path / "shards",
+                         labels="folder", num_workers=0))
     capsys.readouterr()
     assert run(f"output_dir={tmp_path / 'r'}", f"data.train={tmp_path / 'shards'}", "data.debug_images=0") == 1
     err = capsys.readouterr().err.strip().splitlines()
