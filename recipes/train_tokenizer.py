@@ -179,8 +179,9 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         raise RecipeConfigError(f"tokenizer.levels={cfg.tokenizer['levels']}: {tokenizer.codebook_size:,} codes are too many "
                                 f"for the usage statistics (max {MAX_DENSE_CODEBOOK:,}); use fewer levels or quantizer=rfsq")
     sample_rate = cfg.tokenizer.get("sample_rate", 16000)
-    train_set = build_dataset(cfg.modality, cfg.data, "train", sample_rate)
-    val_set = build_dataset(cfg.modality, cfg.data, "val", sample_rate)
+    channels = cfg.tokenizer.get("in_channels")  # image/video: grey (1) or RGB (3) media, as the tokenizer reads
+    train_set = build_dataset(cfg.modality, cfg.data, "train", sample_rate, channels)
+    val_set = build_dataset(cfg.modality, cfg.data, "val", sample_rate, channels)
 
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)

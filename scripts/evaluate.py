@@ -68,7 +68,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for source, name in zip(args.tokenizer, row_names(args.tokenizer, args.name or [])):
         tokenizer = fsqtok.load_tokenizer(source).to(accelerator.device)
         sample_rate = getattr(tokenizer.config, "sample_rate", 16000)
-        dataset = build_dataset(tokenizer.modality, data_section(args), "val", sample_rate)
+        channels = getattr(tokenizer.config, "in_channels", None)  # grey tokenizers read grey media
+        dataset = build_dataset(tokenizer.modality, data_section(args), "val", sample_rate, channels)
         loader = accelerator.prepare(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate))
         t0 = time.perf_counter()
         metrics = evaluate(tokenizer, loader, accelerator, tokenizer.modality)

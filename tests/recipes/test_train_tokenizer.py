@@ -54,6 +54,13 @@ def test_two_steps_write_loadable_checkpoint_and_hub_folder(run_recipe, tmp_path
     assert ("original/0" in tags["audio"]) if modality == "audio" else ("reconstructions" in tags["images"])
 
 
+def test_greyscale_tokenizer_trains_on_grey_media(run_recipe, tmp_path):
+    """tokenizer.in_channels=1 (issue 10 item 4): the recipe reads one-channel media (it crashed before)."""
+    out = tmp_path / "grey"
+    assert run_recipe("image/image_debug.yaml", f"output_dir={out}", "max_steps=1", "tokenizer.in_channels=1") == 0
+    assert fsqtok.load_tokenizer(str(out / "tokenizer")).config.in_channels == 1
+
+
 def test_resume_mid_epoch_with_accumulation_is_exact(run_recipe, tmp_path):
     # 16 items / batch 4 = 4 micro-batches per epoch = 2 optimizer steps: step 1 ends mid-epoch
     common = ["max_steps=3", "checkpoint.every=1", "checkpoint.keep_last=0", "data.num_train=16",

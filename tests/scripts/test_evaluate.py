@@ -99,3 +99,15 @@ def test_row_names(evaluate_script):
         names(["a/tok", "a/tok"], [])
     with pytest.raises(ValueError, match="2 --name for 1 --tokenizer"):
         names(["a"], ["x", "y"])
+
+
+def test_greyscale_tokenizer_is_evaluated_on_grey_media(evaluate_script, tmp_path):
+    """A tokenizer with in_channels=1 gets one-channel held-out media (issue 10 item 4)."""
+    ImageTokenizer(ImageConfig(in_channels=1, base_channels=4, channel_mult=(1, 2), mid_attention=False)).save_pretrained(
+        tmp_path / "grey")
+    _reset()
+    code = evaluate_script.main(["--tokenizer", str(tmp_path / "grey"), "--num", "2", "--batch-size", "2",
+                                 "--size", "16", "--output-dir", str(tmp_path / "eval")])
+    _reset()
+    assert code == 0
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["results"]["grey"]["items"] == 2
