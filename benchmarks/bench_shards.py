@@ -31,8 +31,9 @@ from common import machine_line, write_section  # noqa: E402
 from fsqtok.data.samples import sample_images  # noqa: E402
 from fsqtok.media import read_image, write_image  # noqa: E402
 from fsqtok.shards import ShardDataset, ShardStream  # noqa: E402
-from fsqtok.shards.sources import FolderSource, Preprocess, SampleDataset  # noqa: E402
-from fsqtok.shards.tokenize import build_parser, tokenize  # noqa: E402
+from fsqtok.data import FolderSource, Preprocess, SourceDataset  # noqa: E402
+from fsqtok.shards import tokenize  # noqa: E402
+from fsqtok.shards.cli import build_parser, job_from_args  # noqa: E402
 from fsqtok.shards.writer import write_shard  # noqa: E402
 from fsqtok.tokenizers import ImageConfig, ImageTokenizer  # noqa: E402
 
@@ -91,8 +92,8 @@ def _end_to_end(name: str, tok_dir: Path, x: torch.Tensor, base: list[str], work
         for w in workers:
             out = d / f"out_{name}_w{w}"
             t0 = time.perf_counter()
-            s = tokenize(build_parser().parse_args(["-t", str(tok_dir), *base, "-o", str(out),
-                                                    "--num-workers", str(w), "--overwrite"]))
+            s = tokenize(job_from_args(build_parser().parse_args(["-t", str(tok_dir), *base, "-o", str(out),
+                                                                  "--num-workers", str(w), "--overwrite"])))
             wall = time.perf_counter() - t0
             raw_s.append(_raw_pass(tok, x, a.batch_size))
             run = {"pipeline_sps": s["rows_written"] / s["elapsed_s"], "wall_sps": a.n / wall,
@@ -104,7 +105,7 @@ def _end_to_end(name: str, tok_dir: Path, x: torch.Tensor, base: list[str], work
 
 def _side_costs(d: Path, shards: Path, a: argparse.Namespace) -> tuple[float, float]:
     """CPU milliseconds per sample of decoding (what a worker does) and of writing ``shards``' rows again."""
-    samples = SampleDataset(FolderSource(d / "imgs", "image"), Preprocess("image"))
+    samples = SourceDataset(FolderSource(d / "imgs", "image"), Preprocess("image"))
     with torch.inference_mode():
         t0 = time.perf_counter()
         for i in range(a.n):

@@ -138,7 +138,7 @@ def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
 
     from fsqtok.data.samples import sample_images
     from fsqtok.media.image import write_image
-    from fsqtok.shards.tokenize import build_parser, tokenize
+    from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
     state = PartialState()
@@ -151,9 +151,8 @@ def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
             (out / "images" / f"class{i % classes}").mkdir(parents=True, exist_ok=True)
             write_image(out / "images" / f"class{i % classes}" / f"{i:04d}.png", img)
     state.wait_for_everyone()
-    args = build_parser().parse_args(["--tokenizer", str(out / "tokenizer"), "--data", str(out / "images"), "--output",
-                                      str(out / "shards"), "--labels", "folder", "--num-workers", "0", "--quiet"])
-    tokenize(args)
+    tokenize(TokenizeJob(tokenizer=str(out / "tokenizer"), data=str(out / "images"), output=out / "shards",
+                         labels="folder", num_workers=0))
     return str(out / "shards")
 
 

@@ -42,21 +42,17 @@ from fsqtok.cli_support import exit_process
 from fsqtok.data import DataError, DecodeFailures, EpochSampler, build_dataset, collate
 from fsqtok.losses import TokenizerLoss, TokenizerLossConfig, build_discriminator, last_decoder_weight
 from fsqtok.quantizers.stats import MAX_DENSE_CODEBOOK
-from fsqtok.tokenizers import AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer
-from fsqtok.tokenizers import VideoConfig, VideoTokenizer
+from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer,
+                               VideoConfig, VideoTokenizer)
 from fsqtok.training import (EMA, EXIT_STOPPED, CheckpointError, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt, load_config,
                              prepare_output_dir, run_recipe)
 from fsqtok.training.config import parse_override, read_yaml
-from fsqtok.training.evaluation import evaluate, media_for_logging
+from fsqtok.training.evaluation import evaluate, log_reconstructions
 from fsqtok.training.schedule import SCHEDULES
 
-TOKENIZERS = {
-    "image": (ImageTokenizer, ImageConfig),
-    "depth": (DepthTokenizer, DepthConfig),
-    "audio": (AudioTokenizer, AudioConfig),
-    "video": (VideoTokenizer, VideoConfig),
-}
+TOKENIZERS = {"image": (ImageTokenizer, ImageConfig), "depth": (DepthTokenizer, DepthConfig),
+              "audio": (AudioTokenizer, AudioConfig), "video": (VideoTokenizer, VideoConfig)}
 
 # Every key a config may set, with its default. `tokenizer` is filled from the modality's config dataclass.
 DEFAULTS: dict[str, Any] = {
@@ -128,9 +124,13 @@ def load_recipe_config(path: str | None, overrides: list[str]):
     return load_config(path, overrides, recipe_defaults(modality))
 
 
+def tokenizer_config(cfg):
+    """The ``tokenizer`` section as the modality's config dataclass (which checks every field)."""
+    return TOKENIZERS[cfg.modality][1](**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.tokenizer.items()})
+
+
 def build_tokenizer(cfg) -> nn.Module:
-    cls, config_cls = TOKENIZERS[cfg.modality]
-    return cls(config_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.tokenizer.items()}))
+    return TOKENIZERS[cfg.modality][0](tokenizer_config(cfg))
 
 
 def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
@@ -157,7 +157,7 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
     if cfg.push_to_hub and not cfg.hub_model_id:
         c.error("push_to_hub=true needs hub_model_id=user/name")
     try:
-        TOKENIZERS[cfg.modality][1](**{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.tokenizer.items()})
+        tokenizer_config(cfg)
     except (TypeError, ValueError) as e:
         c.error(f"tokenizer: {e}")
     try:
@@ -179,8 +179,9 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         raise RecipeConfigError(f"tokenizer.levels={cfg.tokenizer['levels']}: {tokenizer.codebook_size:,} codes are too many "
                                 f"for the usage statistics (max {MAX_DENSE_CODEBOOK:,}); use fewer levels or quantizer=rfsq")
     sample_rate = cfg.tokenizer.get("sample_rate", 16000)
-    train_set = build_dataset(cfg.modality, cfg.data, "train", sample_rate)
-    val_set = build_dataset(cfg.modality, cfg.data, "val", sample_rate)
+    channels = cfg.tokenizer.get("in_channels")  # image/video: grey (1) or RGB (3) media, as the tokenizer reads
+    train_set = build_dataset(cfg.modality, cfg.data, "train", sample_rate, channels)
+    val_set = build_dataset(cfg.modality, cfg.data, "val", sample_rate, channels)
 
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)
@@ -205,9 +206,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         raw_disc = accelerator.unwrap_model(disc)
     state = TrainState()
     accelerator.register_for_checkpointing(state, *([ema] if ema is not None else []))
+    ema_weights = (lambda: ema.swapped_into(raw)) if ema is not None else contextlib.nullcontext  # saved, evaluated
 
-    def save_tokenizer(path: Path) -> None:  # EMA weights when enabled
-        with ema.swapped_into(raw) if ema is not None else contextlib.nullcontext():
+    def save_tokenizer(path: Path) -> None:
+        with ema_weights():
             raw.save_pretrained(path)
 
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
@@ -218,15 +220,13 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
                       global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
                       hparams=cfg.to_dict())
-    if resume_from is not None:
-        log.line(f"resumed from {resume_from} at step {state.step}")
-    elif resume:
-        log.line(f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
+    if resume:
+        log.line(f"resumed from {resume_from} at step {state.step}" if resume_from else
+                 f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
     log.line(f"training {cfg.modality} tokenizer: {sum(p.numel() for p in raw.parameters()):,} parameters, "
              f"{len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     last_layer, failures = last_decoder_weight(raw), DecodeFailures(cfg.data.max_decode_failures)
-    accelerator.step = state.step * accum  # gradient accumulation phase
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130; a second Ctrl-C stops at once
@@ -275,9 +275,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                 if log.due(state.step, final):
                     log.flush(state.step, lr=scheduler.get_last_lr()[0], skipped_files=failures.count)
                 if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
-                    log_media(accelerator, cfg, raw, ema, val_set, log, state.step, sample_rate)
+                    with ema_weights():
+                        log_reconstructions(log, raw, val_set, cfg.modality, state.step, sample_rate)
                 if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
-                    with ema.swapped_into(raw) if ema is not None else contextlib.nullcontext():
+                    with ema_weights():
                         metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
                     log.scalars(metrics, state.step, kind="eval")
                     log.line(f"eval step {state.step} {fmt(metrics)}")
@@ -300,22 +301,6 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group
     return code
-
-
-def log_media(accelerator, cfg, raw, ema, val_set, log: TrainLogger, step: int, sample_rate: int) -> None:
-    """Originals beside reconstructions (EMA weights): image grids, audio clips, video frames."""
-    if log.tb is None:
-        return
-    x = torch.stack([val_set[i] for i in range(min(4, len(val_set)))]).to(accelerator.device)
-    raw.eval()
-    with torch.no_grad(), ema.swapped_into(raw) if ema is not None else contextlib.nullcontext():
-        y = raw(x).reconstruction
-    for name, value in media_for_logging(cfg.modality, x, y).items():
-        if cfg.modality == "audio":
-            for i, clip in enumerate(value[:2]):
-                log.audio(f"{name}/{i}", clip.mean(0), step, sample_rate)
-        else:
-            log.images(name, value, step)
 
 
 def run(args: argparse.Namespace) -> int:

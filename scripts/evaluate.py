@@ -10,15 +10,16 @@ audio SI-SDR, mel and multi-resolution STFT distance (PESQ/STOI when installed);
 PSNR/SSIM; for all, codebook usage, perplexity, bits per token and the measured bitrate.
 
 Writes ``<output-dir>/eval.json`` (``{"results": {name: metrics}, ...}``), ``eval.md`` and, with
-``--grid N``, ``<name>_grid.png`` (originals left, reconstructions right). Several processes
-split the data; metrics are gathered, files are written by the main process.
+``--grid N``, ``<name>_grid.png`` (originals left, reconstructions right; ``/`` in a name becomes
+``_``). A row is named by ``--name``, else by the shortest path tail that tells the tokenizers
+apart (``runA/tokenizer``). Several processes split the data; metrics are gathered, files are
+written by the main process. Exit status 2 for bad arguments, 1 for bad input.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,8 @@ import torch
 from torch.utils.data import DataLoader
 
 import fsqtok
-from fsqtok.cli_support import end_process_group, exit_process
-from fsqtok.data import DataError, build_dataset, collate
+from fsqtok.cli_support import OneLineParser, exit_process, model_source, run_command
+from fsqtok.data import build_dataset, collate
 from fsqtok.training.evaluation import evaluate, grid, markdown_table
 
 
@@ -64,11 +65,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.output_dir)
     results: dict[str, dict[str, float]] = {}
     info: dict[str, Any] = {}
-    for i, source in enumerate(args.tokenizer):
-        name = args.name[i] if args.name and i < len(args.name) else Path(source).name or source
+    for source, name in zip(args.tokenizer, row_names(args.tokenizer, args.name or [])):
         tokenizer = fsqtok.load_tokenizer(source).to(accelerator.device)
         sample_rate = getattr(tokenizer.config, "sample_rate", 16000)
-        dataset = build_dataset(tokenizer.modality, data_section(args), "val", sample_rate)
+        channels = getattr(tokenizer.config, "in_channels", None)  # grey tokenizers read grey media
+        dataset = build_dataset(tokenizer.modality, data_section(args), "val", sample_rate, channels)
         loader = accelerator.prepare(DataLoader(dataset, batch_size=args.batch_size, collate_fn=collate))
         t0 = time.perf_counter()
         metrics = evaluate(tokenizer, loader, accelerator, tokenizer.modality)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         info[name] = {"tokenizer": source, "modality": tokenizer.modality, **tokenizer.summary()}
         if accelerator.is_main_process and args.grid:
             out.mkdir(parents=True, exist_ok=True)
-            save_grid(tokenizer.cpu(), dataset, args.grid, out / f"{name}_grid.png")
+            save_grid(tokenizer.cpu(), dataset, args.grid, out / f"{name.replace('/', '_')}_grid.png")
     report = {"data": data_section(args), "results": results, "tokenizers": info}
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -91,10 +92,32 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def row_names(sources: list[str], names: list[str]) -> list[str]:
+    """One row name per tokenizer: ``names`` first, then the shortest path tail that tells a
+    source apart from the others (``runA/tokenizer`` and ``runB/tokenizer``, not ``tokenizer`` twice)."""
+    if len(names) > len(sources):
+        raise ValueError(f"{len(names)} --name for {len(sources)} --tokenizer")
+    parts = [Path(s).parts or (s,) for s in sources]
+    depth = [1] * len(sources)
+    while True:
+        rows = names + ["/".join(p[-d:]) for p, d in zip(parts[len(names):], depth[len(names):])]
+        clashes = [i for i in range(len(names), len(rows)) if rows.count(rows[i]) > 1 and depth[i] < len(parts[i])]
+        if not clashes:
+            break
+        for i in clashes:
+            depth[i] += 1
+    twice = sorted({r for r in rows if rows.count(r) > 1})
+    if twice:
+        raise ValueError(f"row name(s) {', '.join(twice)} given to more than one tokenizer; use --name")
+    return rows
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tokenizer", action="append", required=True, help="saved tokenizer folder or Hub id (repeatable)")
-    p.add_argument("--name", action="append", help="row name per --tokenizer (default: folder name)")
+    p = OneLineParser(prog="evaluate.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--tokenizer", action="append", required=True, type=model_source,
+                   help="saved tokenizer folder or Hub id (repeatable)")
+    p.add_argument("--name", action="append", help="row name per --tokenizer (default: the shortest path tail "
+                                                   "that tells the tokenizers apart)")
     p.add_argument("--data", default="samples", help="'samples' (built-in held-out media) or a folder of files")
     p.add_argument("--num", type=int, default=32, help="samples: held-out items")
     p.add_argument("--sample-seed", type=int, default=0)
@@ -104,19 +127,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--grid", type=int, default=0, help="write a grid PNG of this many originals vs reconstructions")
     p.add_argument("--output-dir", default="eval")
-    return p.parse_args(argv)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    args = p.parse_args(argv)
+    try:
+        row_names(args.tokenizer, args.name or [])
+    except ValueError as e:
+        p.error(str(e))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (DataError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    finally:
-        end_process_group()
-    return 0
+    """Exit status 0, 2 for bad arguments, 1 for bad input (one line on stderr; ``--debug`` re-raises)."""
+    def body(args: list[str]) -> int:
+        run(parse_args(args))
+        return 0
+
+    return run_command(body, argv)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 """
 
 from fsqtok.cli_support import exit_process
-from fsqtok.shards.tokenize import main
+from fsqtok.shards.cli import main
 
 if __name__ == "__main__":
     exit_process(main())

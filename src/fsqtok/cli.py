@@ -7,12 +7,17 @@
     fsqtok tokenize    --tokenizer T --data SOURCE --output OUT ...   (dataset -> index shards)
     fsqtok shards verify OUT
 
-``T`` is a saved tokenizer folder or a Hub repo id. Every error is one line on stderr:
-exit status 2 for bad arguments, 1 for bad input; ``--debug`` shows the traceback.
+``T`` is a saved tokenizer folder or a Hub repo id. ``--debug`` and ``--device`` work before or
+after the subcommand. Every error is one line on stderr: exit status 2 for bad arguments
+(checked before any work), 1 for bad input; ``--debug`` shows the traceback.
 
-Token files are safetensors: one int64 tensor per input, named ``tokens.<i>``, with
-metadata ``fsqtok`` (a JSON record: tokenizer, config hash, modality and, per item, the
-source file, input shape, and sample rate or fps).
+Token files are safetensors: one int64 tensor per input, named ``tokens.<i>``, with metadata
+``fsqtok`` (a JSON record: tokenizer, ``weights_sha256`` (:meth:`~fsqtok.hub.HubMixin.weights_hash`,
+which decides the tokens), modality and, per item, the source file, input shape, and sample rate
+or fps). ``decode`` refuses tokens from a tokenizer with other weights.
+
+Length: about 340 lines, over the ~300 guideline: one parser and the four media subcommands, which
+share the token-file format; argument types live in :mod:`fsqtok.cli_support`.
 """
 
 from __future__ import annotations
@@ -20,43 +25,48 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .cli_support import OneLineParser, UsageError, exit_process, run_command
+from .cli_support import (OneLineParser, UsageError, check_device, exit_process, finite_float, model_source,
+                          positive_int, run_command)
 
 # output extension used by `decode` when -o is a folder
 DEFAULT_EXT = {"image": ".png", "depth": ".npy", "audio": ".wav", "video": ".mp4"}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="fsqtok", description="Discrete tokens for images, depth, audio and video.")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
-    parser.add_argument("--device", default="cpu", help="torch device for the tokenizer (default: cpu)")
+    common = argparse.ArgumentParser(add_help=False)  # accepted before and after the subcommand
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors")
+    common.add_argument("--device", type=check_device, default=argparse.SUPPRESS,
+                        help="torch device for the tokenizer (default: cpu)")
+    parser = OneLineParser(prog="fsqtok", parents=[common],
+                           description="Discrete tokens for images, depth, audio and video.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
-    p = sub.add_parser("encode", help="media files -> tokens (.safetensors)")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p = sub.add_parser("encode", parents=[common], help="media files -> tokens (.safetensors)")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="media files of the tokenizer's modality")
     p.add_argument("-o", "--output", required=True, help="tokens file to write (.safetensors)")
     _add_reading_args(p)
 
-    p = sub.add_parser("decode", help="tokens (.safetensors) -> media files")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p = sub.add_parser("decode", parents=[common], help="tokens (.safetensors) -> media files")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("tokens", metavar="TOKENS", help="a tokens file written by `fsqtok encode`")
     p.add_argument("-o", "--output", required=True,
                    help="media file to write (one item), or a folder (several items)")
-    p.add_argument("--num-stages", type=int, default=None, help="residual FSQ: decode from the first N stages")
+    p.add_argument("--num-stages", type=positive_int, default=None, help="residual FSQ: decode from the first N stages")
 
-    p = sub.add_parser("reconstruct", help="encode and decode a media file in one go")
-    p.add_argument("--tokenizer", "-t", required=True, help="saved tokenizer folder or Hub repo id")
+    p = sub.add_parser("reconstruct", parents=[common], help="encode and decode a media file in one go")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("input", metavar="INPUT", help="a media file of the tokenizer's modality")
     p.add_argument("-o", "--output", required=True, help="media file to write")
-    p.add_argument("--num-stages", type=int, default=None, help="residual FSQ: decode from the first N stages")
+    p.add_argument("--num-stages", type=positive_int, default=None, help="residual FSQ: decode from the first N stages")
     _add_reading_args(p)
 
-    p = sub.add_parser("info", help="print a tokenizer's modality, size, compression, codebook and rate")
-    p.add_argument("tokenizer", metavar="T", help="saved tokenizer folder or Hub repo id")
+    p = sub.add_parser("info", parents=[common], help="print a tokenizer's modality, size, compression, codebook and rate")
+    p.add_argument("tokenizer", metavar="T", type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("tokenize", help="tokenize a dataset into index shards (see `fsqtok tokenize --help`)",
@@ -66,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_reading_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--fps", type=float, default=None, help="video: sample frames at this rate")
-    p.add_argument("--num-frames", type=int, default=None, help="video: read at most this many frames")
-    p.add_argument("--start", type=float, default=0.0, help="video: start time in seconds")
+    p.add_argument("--fps", type=finite_float(minimum=0.0, inclusive=False), default=None,
+                   help="video: sample frames at this rate (> 0)")
+    p.add_argument("--num-frames", type=positive_int, default=None, help="video: read at most this many frames")
+    p.add_argument("--start", type=finite_float(minimum=0.0), default=0.0, help="video: start time in seconds")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -77,15 +88,35 @@ def _add_reading_args(p: argparse.ArgumentParser) -> None:
 def _load(source: str, device: str):
     from .tokenizers import load_tokenizer
 
-    path = Path(source)
-    if not path.exists() and (source.startswith((".", "/", "~")) or source.count("/") != 1):
-        raise UsageError(f"--tokenizer {source}: no such folder, and not a Hub repo id of the form org/name")
-    return load_tokenizer(source).to(device).eval()
+    return load_tokenizer(source, map_location=device)
 
 
-def config_hash(tok) -> str:
-    """Short sha256 of the tokenizer's config.json content: tokens from different configs never mix."""
-    return hashlib.sha256(json.dumps(tok.hub_config(), sort_keys=True).encode()).hexdigest()[:16]
+def _check_num_stages(tok, num_stages: int | None) -> None:
+    if num_stages is None:
+        return
+    if tok.config.quantizer != "rfsq":
+        raise UsageError("--num-stages needs a residual FSQ tokenizer")
+    if num_stages > tok.num_stages:
+        raise UsageError(f"--num-stages {num_stages}: the tokenizer has {tok.num_stages} stage(s)")
+
+
+def _check_output(tok, path: str) -> None:
+    """``-o`` must be a file type the tokenizer's modality can be written as."""
+    from . import media
+
+    allowed = {"image": media.IMAGE_EXTENSIONS, "depth": media.DEPTH_EXTENSIONS,
+               "audio": media.AUDIO_EXTENSIONS, "video": media.VIDEO_EXTENSIONS}[tok.modality]
+    if Path(path).suffix.lower() not in allowed:
+        raise UsageError(f"-o {path}: cannot write {tok.modality} as {Path(path).suffix or '(no extension)'}; "
+                         f"use one of {', '.join(sorted(allowed))}")
+    if Path(path).is_dir():
+        raise UsageError(f"-o {path}: is a folder; give a file name")
+
+
+def _legacy_config_hash(tok) -> str:
+    """What token files written before weights hashes held: a hash of config.json (model_type came later)."""
+    config = {k: v for k, v in tok.hub_config().items() if k != "model_type"}
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def _read(tok, path: str, args: argparse.Namespace):
@@ -100,7 +131,7 @@ def _read(tok, path: str, args: argparse.Namespace):
     if file_kind != kind:
         raise UsageError(f"{path}: a {file_kind} file, but the tokenizer takes {kind}; pick a {kind} tokenizer")
     if kind == "image":
-        return media.read_image(path)[None], {}
+        return media.read_image(path, channels=tok.config.in_channels)[None], {}
     if kind == "audio":
         wav, sr = media.read_audio(path)
         return wav[None], {"sample_rate": sr}
@@ -108,7 +139,7 @@ def _read(tok, path: str, args: argparse.Namespace):
     return video[None], {"fps": fps}
 
 
-def _write(tok, path: str, x, item: dict[str, Any]) -> None:
+def _write(tok, path: str | Path, x, item: dict[str, Any]) -> None:
     from . import media
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -123,36 +154,41 @@ def _write(tok, path: str, x, item: dict[str, Any]) -> None:
         media.write_video(path, x, item.get("fps") or tok.config.fps)
 
 
-def _encode_item(tok, x, item: dict[str, Any]):
-    import torch
-
-    x = x.to(next(tok.parameters()).device)
-    with torch.inference_mode():
-        if tok.modality == "audio":
-            return tok.encode(x, sample_rate=item["sample_rate"])
-        return tok.encode(x)
-
-
-def _decode_item(tok, tokens, item: dict[str, Any], num_stages: int | None):
-    import torch
-
-    if num_stages is not None and tok.config.quantizer != "rfsq":
-        raise UsageError("--num-stages needs a residual FSQ tokenizer")
-    shape = item.get("network_shape")
-    with torch.inference_mode():
-        return tok.decode(tokens.to(next(tok.parameters()).device), input_shape=shape,
-                          num_stages=num_stages)[0].cpu()
+def _encode_item(tok, x, item: dict[str, Any], path: str):
+    """Tokens of one input; any failure names ``path``, and no index outside the codebook is returned."""
+    kwargs = {"sample_rate": item["sample_rate"]} if tok.modality == "audio" else {}
+    try:
+        tokens = tok.encode(x.to(next(tok.parameters()).device), **kwargs)
+    except ValueError as e:  # bad input, or non-finite latents (the quantizer's NonFiniteLatentError)
+        raise ValueError(f"{path}: {e}") from None
+    lo, hi = int(tokens.min()), int(tokens.max())
+    if lo < 0 or hi >= tok.codebook_size:
+        raise ValueError(f"{path}: the tokenizer gave indices outside [0, {tok.codebook_size}) (min {lo}, max {hi}); "
+                         "its weights may hold NaN or inf")
+    return tokens
 
 
-def _network_shape(tok, x, item: dict[str, Any]) -> list[int]:
-    """Shape the network saw: for audio, after resampling to the model's rate."""
-    shape = list(x.shape)
-    if tok.modality == "audio":
-        sr = item["sample_rate"]
-        shape[-1] = -(-shape[-1] * tok.config.sample_rate // sr)  # ceil, as torchaudio's resample gives
-        if tok.config.channels == "mono":
-            shape[1] = 1
-    return shape
+def _decode_item(tok, tokens, item: dict[str, Any], num_stages: int | None, where: str):
+    """One item's tokens -> media tensor; a token that does not fit the tokenizer names ``where``."""
+    kwargs = {"sample_rate": item["sample_rate"]} if tok.modality == "audio" else {}
+    try:
+        return tok.decode(tokens.to(next(tok.parameters()).device), input_shape=item.get("input_shape"),
+                          num_stages=num_stages, **kwargs)[0].cpu()
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
+def output_names(sources: Sequence[str], ext: str) -> list[str]:
+    """File names for decoded items: ``stem + ext``; stems shared by several items get ``-<item>``."""
+    stems = [Path(s).stem for s in sources]
+    names, used = [], set()
+    for i, stem in enumerate(stems):
+        name = stem if stems.count(stem) == 1 else f"{stem}-{i}"
+        while name in used:
+            name = f"{name}-{i}"
+        used.add(name)
+        names.append(name + ext)
+    return names
 
 
 # --------------------------------------------------------------------------- commands
@@ -163,19 +199,24 @@ def cmd_encode(args: argparse.Namespace) -> int:
 
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"-o {args.output}: tokens are written to a .safetensors file")
+    if Path(args.output).is_dir():
+        raise UsageError(f"-o {args.output}: is a folder; give a .safetensors file name")
     tok = _load(args.tokenizer, args.device)
     tensors, items = {}, []
     for i, path in enumerate(args.inputs):
         x, item = _read(tok, path, args)
-        tokens = _encode_item(tok, x, item)
-        item.update(source=Path(path).name, input_shape=list(x.shape), network_shape=_network_shape(tok, x, item))
-        tensors[f"tokens.{i}"] = tokens.cpu().contiguous()
-        items.append(item)
-    meta = {"tokenizer": args.tokenizer, "config_hash": config_hash(tok), "modality": tok.modality, "items": items}
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output + ".tmp"
-    save_file(tensors, tmp, metadata={"fsqtok": json.dumps(meta)})
-    Path(tmp).replace(args.output)
+        tensors[f"tokens.{i}"] = _encode_item(tok, x, item, path).cpu().contiguous()
+        items.append({**item, "source": Path(path).name, "input_shape": list(x.shape)})
+    meta = {"tokenizer": args.tokenizer, "weights_sha256": tok.weights_hash(), "modality": tok.modality,
+            "items": items}
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata={"fsqtok": json.dumps(meta)})
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     print(f"{args.output}: {len(items)} item(s), {sum(t.numel() for t in tensors.values())} tokens")
     return 0
 
@@ -192,43 +233,59 @@ def read_tokens_file(path: str) -> tuple[dict[str, Any], list]:
             if not meta:
                 raise ValueError(f"{path}: not an fsqtok tokens file (no fsqtok metadata); write it with `fsqtok encode`")
             tokens = [f.get_tensor(f"tokens.{i}") for i in range(len(meta["items"]))]
-    except (SafetensorError, json.JSONDecodeError, KeyError) as e:
+    except (SafetensorError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a valid fsqtok tokens file ({e})") from None
     return meta, tokens
 
 
+def _check_same_tokenizer(tok, meta: dict[str, Any], args: argparse.Namespace) -> None:
+    if "weights_sha256" in meta:
+        made, ours, what = meta["weights_sha256"], tok.weights_hash(), "weights"
+    else:  # written before token files recorded the weights
+        made, ours, what = meta.get("config_hash"), _legacy_config_hash(tok), "config"
+    if made != ours:
+        raise ValueError(
+            f"{args.tokens}: tokens come from tokenizer {meta.get('tokenizer')} ({what} {str(made)[:16]}), "
+            f"not {args.tokenizer} ({what} {ours[:16]}); decode with the tokenizer that encoded them"
+        )
+
+
 def cmd_decode(args: argparse.Namespace) -> int:
     meta, tokens = read_tokens_file(args.tokens)
-    tok = _load(args.tokenizer, args.device)
-    if meta["config_hash"] != config_hash(tok):
-        raise ValueError(
-            f"{args.tokens}: tokens come from tokenizer {meta['tokenizer']} (config {meta['config_hash']}), "
-            f"not {args.tokenizer} (config {config_hash(tok)}); decode with the tokenizer that encoded them"
-        )
     out = Path(args.output)
     if len(tokens) > 1 and out.suffix:
         raise UsageError(f"-o {args.output}: {len(tokens)} items need an output folder, not a file")
-    for item, t in zip(meta["items"], tokens):
-        y = _decode_item(tok, t, item, args.num_stages)
-        target = out if len(tokens) == 1 and out.suffix else out / (Path(item["source"]).stem + DEFAULT_EXT[tok.modality])
-        _write(tok, str(target), y, item)
+    if not out.suffix and out.is_file():
+        raise UsageError(f"-o {args.output}: is a file; give a folder for the decoded items")
+    tok = _load(args.tokenizer, args.device)
+    _check_num_stages(tok, args.num_stages)
+    if out.suffix:
+        _check_output(tok, args.output)
+    _check_same_tokenizer(tok, meta, args)
+    names = output_names([item["source"] for item in meta["items"]], DEFAULT_EXT[tok.modality])
+    for i, (item, t, name) in enumerate(zip(meta["items"], tokens, names)):
+        y = _decode_item(tok, t, item, args.num_stages, f"{args.tokens}: item {i} ({item['source']})")
+        target = out if out.suffix else out / name
+        _write(tok, target, y, item)
         print(target)
     return 0
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     tok = _load(args.tokenizer, args.device)
+    _check_num_stages(tok, args.num_stages)
+    _check_output(tok, args.output)
     x, item = _read(tok, args.input, args)
-    tokens = _encode_item(tok, x, item)
-    item["network_shape"] = _network_shape(tok, x, item)
-    _write(tok, args.output, _decode_item(tok, tokens, item, args.num_stages), item)
+    tokens = _encode_item(tok, x, item, args.input)
+    item["input_shape"] = list(x.shape)
+    _write(tok, args.output, _decode_item(tok, tokens, item, args.num_stages, args.input), item)
     print(f"{args.output}: {tokens.numel()} tokens, {tok.bits_per_token * tokens.numel() / 8:.0f} bytes of indices")
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     tok = _load(args.tokenizer, args.device)
-    summary = tok.summary()
+    summary = {**tok.summary(), "weights_sha256": tok.weights_hash()}
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -242,16 +299,21 @@ COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "reconstruct": cmd_recon
 
 
 def _delegate(argv: list[str]) -> int | None:
-    """``tokenize`` and ``shards`` have their own parsers (shared with scripts/tokenize_dataset.py)."""
-    rest = [a for a in argv if a != "--debug"]
-    if rest and rest[0] == "tokenize":
-        from .shards.tokenize import main as tokenize_main
+    """``tokenize`` and ``shards`` have their own parsers (shared with scripts/tokenize_dataset.py);
+    ``--debug`` and ``--device`` given before the subcommand are passed on to them."""
+    i, lead = 0, []
+    while i < len(argv) and (argv[i] == "--debug" or argv[i].startswith("--device")):
+        take = 2 if argv[i] == "--device" else 1
+        lead += argv[i:i + take]
+        i += take
+    if i < len(argv) and argv[i] == "tokenize":
+        from .shards.cli import main as tokenize_main
 
-        return tokenize_main(rest[1:])
-    if rest and rest[0] == "shards":
+        return tokenize_main(lead + argv[i + 1:])
+    if i < len(argv) and argv[i] == "shards":
         from .shards.verify import main as shards_main
 
-        return shards_main(rest[1:])
+        return shards_main([a for a in lead if a == "--debug"] + argv[i + 1:])  # verify needs no device
     return None
 
 
@@ -260,6 +322,7 @@ def _run(argv: list[str]) -> int:
     if delegated is not None:
         return delegated
     args = build_parser().parse_args(argv)
+    args.device = getattr(args, "device", "cpu")
     return COMMANDS[args.command](args)
 
 

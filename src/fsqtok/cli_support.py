@@ -7,6 +7,7 @@ exception), 130 on Ctrl-C. Errors are one line on stderr; ``--debug`` re-raises 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from typing import Callable, NoReturn, Sequence
@@ -24,6 +25,69 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def finite_float(minimum: float | None = None, inclusive: bool = True) -> Callable[[str], float]:
+    """argparse type: a finite float, optionally ``>= minimum`` (``> minimum`` with ``inclusive=False``)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        if minimum is not None and (value < minimum or (not inclusive and value == minimum)):
+            raise argparse.ArgumentTypeError(f"must be {'>=' if inclusive else '>'} {minimum:g}, got {text}")
+        return value
+
+    return parse
+
+
+def model_source(text: str) -> str:
+    """argparse type for a saved model: an existing folder, or a Hub repo id ``org/name``.
+
+    A file, or a path that looks local (see :func:`fsqtok.hub.looks_local`) and does not exist,
+    is an argument error at once, before any work and without trying the Hub.
+    """
+    from .hub import CONFIG_NAME, looks_local
+
+    if os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text}: a file; pass the folder that holds {CONFIG_NAME}")
+    if not os.path.exists(text) and looks_local(text):
+        raise argparse.ArgumentTypeError(f"{text}: no such folder, and not a Hub repo id of the form org/name")
+    return text
+
+
+def check_device(text: str) -> str:
+    """argparse type for ``--device``: a torch device that exists on this machine (cpu, cuda[:i], mps)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {text!r} (use cpu, cuda, cuda:1 or mps)") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (device.index or 0) >= count:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise argparse.ArgumentTypeError(f"{text}: MPS is not available on this machine")
+    elif device.type != "cpu":
+        raise argparse.ArgumentTypeError(f"{text}: unsupported device type; use cpu, cuda or mps")
+    return text
 
 
 def end_process_group() -> None:

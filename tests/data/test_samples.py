@@ -13,11 +13,16 @@ def test_images():
     assert a.std() > 0.1  # real content, not constant
 
 
-def test_image_split_is_by_source_photo():
+def test_image_split_is_by_source_photo(monkeypatch):
     assert not set(samples.TRAIN_PHOTOS) & set(samples.VAL_PHOTOS)
-    # every val crop comes from a val photo: its colours match one of them, not a train photo
-    v = samples.sample_images(4, size=16, split="val", seed=0)
-    assert v.shape == (4, 3, 16, 16)
+    # each photo replaced by one flat grey that names it: a crop's value tells which photo it came from
+    names = samples.TRAIN_PHOTOS + samples.VAL_PHOTOS
+    code = {n: round(-0.9 + 0.15 * i, 2) for i, n in enumerate(names)}
+    monkeypatch.setattr(samples, "_photo", lambda n: torch.full((3, 40, 60), code[n]))
+    for split, allowed in (("val", samples.VAL_PHOTOS), ("train", samples.TRAIN_PHOTOS)):
+        x = samples.sample_images(64, size=8, split=split, seed=0)
+        used = {round(float(v), 2) for v in x.flatten(1).mean(1)}
+        assert used == {code[n] for n in allowed}  # every photo of the split, and no other
 
 
 def test_rgbd_exact_depth():
@@ -27,6 +32,15 @@ def test_rgbd_exact_depth():
     # the top rows see the back wall, at one constant depth per scene
     assert torch.allclose(depth[:, 0, 0], depth[:, 0, 0, :1].expand(-1, 32))
     assert torch.equal(samples.sample_depth(3, size=32, seed=0), depth)
+
+
+def test_speech_ships_inside_fsqtok():
+    """Issue 10.14: the sample speech needs no package beyond fsqtok (pyannote.audio is not read)."""
+    import importlib.resources
+
+    assert (importlib.resources.files("fsqtok.data") / samples.SPEECH_FILE).is_file()
+    speech = samples._speech(16000)
+    assert speech.shape == (30 * 16000,) and speech.abs().max() > 0.1
 
 
 def test_audio():

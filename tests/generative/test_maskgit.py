@@ -173,6 +173,28 @@ def test_generate_commits_on_schedule_and_never_changes_a_committed_position(mon
             assert torch.equal(later[committed], x[committed])
 
 
+def test_confidence_is_the_sampled_log_probability_plus_annealed_gumbel_noise(monkeypatch):
+    """Step 0 of 2 commits the 12 - floor(12 cos(pi/4)) = 4 masked positions with the highest
+    log p(sampled) + noise * (1 - 1/2) * Gumbel, where the draws replay the generator's order."""
+    from fsqtok.generative.maskgit import gumbel
+
+    m, labels, temperature, noise = model(), torch.tensor([0, 1, 2]), 0.7, 3.0
+    with torch.no_grad():  # confident, position-dependent predictions: log-probabilities as spread out as the noise
+        m.head.weight.mul_(40)
+    inputs = []
+    features = m.features
+    monkeypatch.setattr(m, "features", lambda tokens, lab: (inputs.append(tokens.clone()), features(tokens, lab))[1])
+    m.generate(labels, steps=2, temperature=temperature, noise=noise, generator=gen(5))
+    g = gen(5)
+    logits = m(torch.full((3, 3, 4), m.mask_id), labels) / temperature
+    sampled = (logits + gumbel(logits.shape, g, torch.device("cpu"))).argmax(-1)
+    score = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0] + noise * 0.5 * gumbel((3, 12), g, torch.device("cpu"))
+    committed = inputs[1] != m.mask_id
+    assert committed.sum(1).tolist() == [4, 4, 4]
+    assert torch.equal(committed, score >= score.topk(4, dim=1).values[:, -1:])
+    assert torch.equal(inputs[1][committed], sampled[committed])
+
+
 def test_guidance_zero_is_unguided_and_guidance_mixes_null_logits():
     m, labels = model(), torch.tensor([0, 1, 2, 2, 1, 0])
     base = m.generate(labels, steps=4, guidance=0.0, generator=gen(1))

@@ -129,6 +129,8 @@ def test_huge_declared_size_is_refused_in_one_line(tmp_path, size):
     assert "\n" not in str(e.value)
     with pytest.raises(MediaError, match=r"^row 3: declares"):
         decode_image_bytes(path.read_bytes(), name="row 3")
+    with pytest.raises(MediaError, match=r"^labels.png: declares"):  # the check other image readers use
+        media.open_image(path, "labels.png")
 
 
 def test_pixel_limit_is_the_documented_one_and_adjustable(tmp_path):

@@ -21,22 +21,6 @@ def test_image_round_trips(tmp_path):
     assert torch.allclose(media.read_image(tmp_path / "g.png"), torch.full((3, 4, 4), 128 / 127.5 - 1), atol=1e-6)  # 0 -> 128
 
 
-def test_depth_png_and_npy(tmp_path):
-    d = torch.rand(1, 6, 7) * 10 + 0.5
-    d[0, 0, 0] = float("nan")
-    d[0, 1, 1] = 0.0
-    media.write_depth(tmp_path / "d.png", d)
-    r = media.read_depth(tmp_path / "d.png")
-    assert torch.isnan(r[0, 0, 0]) and torch.isnan(r[0, 1, 1])
-    valid = torch.isfinite(r)
-    assert valid.sum() == 40 and (r[valid] - d[valid]).abs().max() <= 0.0005 + 1e-6  # millimetre steps
-    media.write_depth(tmp_path / "d.npy", d)
-    r = media.read_depth(tmp_path / "d.npy")
-    assert torch.equal(torch.isnan(r), ~valid) and torch.equal(r[valid], d[valid])
-    with pytest.raises(MediaError, match=r"far.png: .*write .npy"):
-        media.write_depth(tmp_path / "far.png", torch.full((1, 2, 2), 70.0))
-
-
 @pytest.mark.parametrize("ext,exact", [("wav", True), ("flac", True), ("ogg", False), ("mp3", False), ("opus", False)])
 def test_audio_round_trips(tmp_path, ext, exact):
     sr = 16000

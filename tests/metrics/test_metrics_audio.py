@@ -14,6 +14,12 @@ def test_si_sdr_scale_invariant():
     assert torch.allclose(si_sdr(0.01 * est, ref), a, atol=1e-4)
 
 
+def test_si_sdr_ignores_a_dc_offset():
+    ref = torch.randn(2, 1, 4000)
+    est = ref + 0.3 * torch.randn_like(ref)
+    assert torch.allclose(si_sdr(est + 0.5, ref - 0.2), si_sdr(est, ref), atol=1e-3)  # both made zero-mean
+
+
 def test_si_sdr_known_value_orthogonal_noise():
     ref = torch.randn(2, 1, 8000, dtype=torch.float64)
     ref = ref - ref.mean(-1, keepdim=True)

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from fsqtok.quantizers import FSQ
+from fsqtok.quantizers import FSQ, NonFiniteLatentError
 
 PAPER_LEVELS = [[8, 6, 5], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 8, 8, 6, 5], [8, 8, 8, 5, 5, 5]]
 
@@ -241,3 +241,44 @@ def test_all_levels_products_small_exhaustive():
                 fsq = FSQ(list(levels), symmetric=symmetric)
             idx = torch.arange(fsq.codebook_size)
             assert torch.equal(fsq.codes_to_indices(fsq.indices_to_codes(idx)), idx)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("in_channels", [None, 8])
+def test_non_finite_latents_never_become_indices(bad, in_channels):
+    """Issue 10 item 1: NaN rounded to the int32 minimum (index -2147483148); +-inf saturated to
+    a code as if it were a latent. Reading the indices raises NonFiniteLatentError instead."""
+    fsq = FSQ([8, 5, 5, 5], in_channels=in_channels)
+    z = torch.zeros(2, fsq.in_channels, 3, 3)
+    z[1, 0, 2, 1] = bad
+    out = fsq(z)
+    assert out.finite.shape == () and out.finite.dtype == torch.bool  # computed on the device, read lazily
+    with pytest.raises(NonFiniteLatentError, match=r"^FSQ: the latents hold NaN or infinite values[^\n]*$"):
+        out.indices
+    with pytest.raises(NonFiniteLatentError):
+        out.usage()
+    assert isinstance(NonFiniteLatentError("x"), ValueError)
+    z[1, 0, 2, 1] = 0.0
+    assert torch.equal(fsq(z).indices, torch.full((2, 3, 3), fsq(z[:1]).indices[0, 0, 0].item()))
+
+
+def test_codes_to_indices_rejects_non_finite_codes():
+    fsq = FSQ([8, 5, 5, 5])
+    codes = fsq.indices_to_codes(torch.tensor([7, 999]))
+    codes[1, 2] = float("nan")
+    with pytest.raises(NonFiniteLatentError, match="NaN"):
+        fsq.codes_to_indices(codes)
+    codes[1, 2] = 2.0
+    with pytest.raises(ValueError, match=r"outside \[-1, 1\]"):
+        fsq.codes_to_indices(codes)
+
+
+def test_projection_is_a_linear_map_on_channels():
+    torch.manual_seed(0)
+    fsq = FSQ([8, 5, 5, 5], in_channels=16)
+    z = torch.randn(2, 16, 3, 5)
+    h = fsq.project_in(z)
+    expected = torch.nn.functional.linear(z.movedim(1, -1), fsq.project_in.linear.weight,
+                                          fsq.project_in.linear.bias).movedim(-1, 1)
+    assert h.shape == (2, 4, 3, 5) and torch.allclose(h, expected, atol=1e-5)
+    assert fsq.project_out(torch.randn(7, 4)).shape == (7, 16)  # no spatial axes

@@ -1,9 +1,13 @@
 """Residual FSQ: stages, prefixes and quantize dropout."""
 
+import warnings
+
 import pytest
 import torch
 
-from fsqtok.quantizers import FSQ, ResidualFSQ
+from fsqtok.quantizers import FSQ, NonFiniteLatentError, ResidualFSQ
+
+PAPER_LEVELS = [[8, 6, 5], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 8, 8, 6, 5], [8, 8, 8, 5, 5, 5]]
 
 
 def test_one_stage_equals_plain_fsq():
@@ -32,6 +36,76 @@ def test_stages_refine_and_prefix_decoding():
     errors = [(rfsq.decode_indices(out.indices[:, :s]) - target).abs().max().item() for s in range(1, 5)]
     # each stage shrinks the worst-case error by about the level count (5 to 7)
     assert all(b < a / 4 for a, b in zip(errors, errors[1:])), errors
+
+
+def stage_errors(rfsq: ResidualFSQ, z: torch.Tensor) -> torch.Tensor:
+    """``(S, d)``: per channel, the max error of the first ``s`` stages against ``bound(z) / half_width``."""
+    out = rfsq(z)
+    half_width = rfsq.fsq._host_consts.half_width
+    target = (rfsq.fsq.bound(rfsq.project_in(z).movedim(1, -1)) / half_width).movedim(-1, 1)
+    return torch.stack([(rfsq.decode_codes(out.indices[:, :s]) - target).abs().amax(dim=(0, 2))
+                        for s in range(1, rfsq.num_stages + 1)])
+
+
+@pytest.mark.parametrize("levels,symmetric", [([L], False) for L in range(3, 9)] + [(lv, False) for lv in PAPER_LEVELS]
+                         + [([4], True), ([2, 5, 8], True)])
+def test_every_stage_shrinks_the_error_by_the_grid_ratio(levels, symmetric):
+    """Issue 10 item 2: with even L, stage 1 saw [-L/2, L/2] on the grid [-L/2, L/2 - 1] and
+    saturated (ResidualFSQ([8], 4): 0.125, 0.031, 0.0195, 0.018). Now, after s stages,
+    error <= r^(1 - s) / (2 half_width) with r = L (odd) or L - 1 (even): geometric for every level."""
+    num_stages = 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # levels below 5
+        rfsq = ResidualFSQ(levels, num_stages=num_stages, symmetric=symmetric)
+    L = torch.tensor(levels, dtype=torch.float64)
+    r = L if symmetric else torch.where(L % 2 == 0, L - 1, L)  # the symmetric grid is centred for every L
+    half_width = (L - 1) / 2 if symmetric else L // 2
+    assert torch.equal(rfsq.stage_ratio, r)
+    d = len(levels)
+    torch.manual_seed(0)
+    z = torch.cat([torch.linspace(-4, 4, 40001).expand(d, -1), torch.randn(d, 20000) * 3], 1)[None]
+    errors = stage_errors(rfsq, z).double()
+    s = torch.arange(1, num_stages + 1, dtype=torch.float64)[:, None]
+    bound = r ** (1 - s) / (2 * half_width)
+    assert bool((errors <= bound * (1 + 1e-3) + 2e-7).all()), (errors, bound)
+    # and the bound is reached, so it pins the ratio: the first stages come within 10% of it
+    assert bool((errors[:3] >= bound[:3] * 0.9).all()), (errors, bound)
+
+
+def test_decode_codes_is_decode_indices_before_the_output_projection():
+    rfsq = ResidualFSQ([8, 5, 5, 5], num_stages=3, in_channels=8, channel_last=True)
+    out = rfsq(torch.randn(2, 5, 8))
+    codes = rfsq.decode_codes(out.indices)
+    assert codes.shape == (2, 4, 5)
+    assert torch.equal(rfsq.project_out(codes).movedim(1, -1), rfsq.decode_indices(out.indices))
+    assert torch.equal(rfsq.decode_indices(out.indices), out.z_q)
+
+
+def test_legacy_levels_scale_keeps_old_tokens_decoding_as_before():
+    """``stage_scale="levels"`` is the scale L^-i of residual tokenizers saved before the fix."""
+    old, new = ResidualFSQ([8, 5], 2, stage_scale="levels"), ResidualFSQ([8, 5], 2)
+    idx = torch.tensor([[[old.zero_index], [old.zero_index + 1]]])  # stage 1: channel 0 one step up
+    assert torch.allclose(old.decode_indices(idx)[0, :, 0], torch.tensor([1 / 4 / 8, 0.0]))
+    assert torch.allclose(new.decode_indices(idx)[0, :, 0], torch.tensor([1 / 4 / 7, 0.0]))
+    # the legacy scale still saturates on even levels: its stage-3 error stays far above the fixed one's
+    z = torch.linspace(-4, 4, 20001).view(1, 1, -1)
+    legacy = stage_errors(ResidualFSQ([8], 4, stage_scale="levels"), z)[:, 0]
+    assert legacy[3] > 0.015 > 10 * stage_errors(ResidualFSQ([8], 4), z)[3, 0]
+    with pytest.raises(ValueError, match="stage_scale"):
+        ResidualFSQ([8, 5], 2, stage_scale="L")
+
+
+def test_non_finite_latents_never_become_indices():
+    rfsq = ResidualFSQ([8, 5, 5, 5], num_stages=3, in_channels=8)
+    z = torch.randn(2, 8, 4)
+    z[0, 3, 1] = float("nan")
+    out = rfsq(z)
+    with pytest.raises(NonFiniteLatentError, match="^ResidualFSQ: "):
+        out.indices
+    with pytest.raises(NonFiniteLatentError):
+        out.perplexity()
+    z[0, 3, 1] = 1.0
+    assert rfsq(z).indices.shape == (2, 3, 4)
 
 
 def test_stage_scale_is_levels_to_minus_i():

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from fsqtok.quantizers import VectorQuantizer
+from fsqtok.quantizers import NonFiniteLatentError, VectorQuantizer
 
 
 def test_indices_are_nearest_codes_and_decode_matches():
@@ -53,6 +53,64 @@ def test_dead_code_restart_revives_codes():
     for _ in range(30):
         vq(data)
     assert vq(data).usage() > 0.5
+
+
+def test_dead_code_threshold_above_one_restarts_only_dead_codes():
+    """Issue 10 item 17: a restarted code got EMA usage 1.0, below any threshold > 1, so every code
+    was re-seeded at every step. A re-seeded code equals one batch row exactly; EMA means do not."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 2, dead_code_threshold=2.0).train()  # ema_decay 0.99
+    reseeded = []
+    for _ in range(12):
+        data = torch.randn(1, 2, 512, 1)
+        vq(data)
+        rows = data[0, :, :, 0].t()
+        reseeded.append(int((vq.embed[:, None, :] == rows[None]).all(-1).any(-1).sum()))
+    assert reseeded[0] == 16  # initial usage 1.0 is below the threshold: every code starts from data
+    assert sum(reseeded[1:]) <= 4, reseeded  # 512 rows for 16 codes: afterwards hardly any code is dead
+    assert bool((vq.ema_cluster_size >= 2.0).all())
+    # a re-seeded code decodes to the row it was seeded with: its EMA sum matches its usage
+    assert torch.allclose(vq.ema_embed_sum / vq.ema_cluster_size[:, None], vq.embed, rtol=0.1, atol=0.1)
+
+
+@pytest.mark.parametrize("dead_code_threshold", [0.0, 2.0])
+def test_bf16_module_trains(dead_code_threshold):
+    """Issue 10 item 17: ``index_add_`` crashed on a bf16 module (float32 source into bf16 sums)."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(16, 4, in_channels=8, dead_code_threshold=dead_code_threshold).to(torch.bfloat16).train()
+    z = torch.randn(2, 8, 6, 6, dtype=torch.bfloat16, requires_grad=True)
+    out = vq(z)
+    (out.z_q.float().square().mean() + out.loss).backward()
+    assert out.z_q.dtype == torch.bfloat16 and z.grad is not None
+    assert vq.embed.dtype == torch.bfloat16 and bool(torch.isfinite(vq.embed.float()).all())
+    assert out.indices.shape == (2, 6, 6)
+
+
+def test_non_finite_latents_never_become_indices_nor_poison_the_codebook():
+    """Issue 10 item 1: argmin over NaN distances returned an arbitrary code without complaint,
+    and the EMA update then turned the whole codebook into NaN."""
+    torch.manual_seed(0)
+    vq = VectorQuantizer(8, 2, ema_decay=0.5, dead_code_threshold=0.5).train()
+    z = torch.randn(1, 2, 64, 1)
+    z[0, 1, 5, 0] = float("nan")
+    z[0, 0, 9, 0] = float("inf")
+    out = vq(z)
+    with pytest.raises(NonFiniteLatentError, match="^VectorQuantizer: "):
+        out.indices
+    for buf in (vq.embed, vq.ema_cluster_size, vq.ema_embed_sum):
+        assert bool(torch.isfinite(buf).all())
+    # the two non-finite rows count for nothing: usage was 1 per code, now 0.5 * 8 + 0.5 * 62
+    assert vq.ema_cluster_size.sum().item() == pytest.approx(35.0)
+    assert vq.eval()(torch.randn(1, 2, 4, 1)).indices.shape == (1, 4, 1)
+    # restarts re-seed from finite rows only (with threshold 2 every code restarts at the first step)
+    restarting = VectorQuantizer(8, 2, dead_code_threshold=2.0).train()
+    z = torch.randn(1, 2, 64, 1)
+    z[0, 0, :48, 0] = float("nan")
+    restarting(z)
+    assert bool(torch.isfinite(restarting.embed).all())
+    vq.embed[3, 0] = float("nan")  # a corrupt codebook has no valid nearest codes either
+    with pytest.raises(NonFiniteLatentError):
+        vq(torch.randn(1, 2, 4, 1)).indices
 
 
 def test_errors():

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from accelerate.utils import set_seed
 from safetensors.torch import load_file
 
 from fsqtok.generative import MaskGIT
@@ -70,6 +71,13 @@ def test_debug_recipe_two_steps_writes_model_checkpoints_and_sample_grids(run, t
         assert cfg.tokenizer_sha256 == manifest["tokenizer"]["weights_sha256"]
         assert (cfg.width, cfg.depth, cfg.heads) == (32, 1, 2)
     assert (out / "checkpoints" / "step-000001" / "DONE").exists() and (out / "checkpoints" / "step-000002" / "DONE").exists()
+    # the saved model holds the EMA weights: neither the live weights nor the initial ones
+    saved = load_file(out / "maskgit" / "model.safetensors")
+    live = load_file(out / "checkpoints" / "step-000002" / "model.safetensors")
+    set_seed(0)
+    init = MaskGIT(cfg).state_dict()
+    assert not torch.equal(saved["head.weight"], live["model.head.weight"])
+    assert not torch.equal(saved["head.weight"], init["head.weight"])
     assert set(metrics(out)) == {1, 2} and set(metrics(out, "eval")) == {1, 2}
     assert all(r["loss"] > 0 for r in metrics(out, "eval").values())
     assert "[1 process(es) on cpu]" in (out / "train.log").read_text()
@@ -103,7 +111,7 @@ def test_resume_mid_epoch_is_exact(run, tmp_path):
 def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path, capsys):
     from fsqtok.data.samples import sample_images
     from fsqtok.media.image import write_image
-    from fsqtok.shards.tokenize import build_parser, tokenize
+    from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
     ImageTokenizer(ImageConfig(quantizer="rfsq", num_stages=2, levels=(5, 5), base_channels=8, channel_mult=(1, 2),
@@ -111,8 +119,8 @@ def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path,
     (tmp_path / "img" / "a").mkdir(parents=True)
     for i, x in enumerate(sample_images(4, size=8)):
         write_image(tmp_path / "img" / "a" / f"{i}.png", x)
-    tokenize(build_parser().parse_args(["-t", str(tmp_path / "tok"), "--data", str(tmp_path / "img"), "-o",
-                                        str(tmp_path / "shards"), "--labels", "folder", "--num-workers", "0"]))
+    tokenize(TokenizeJob(tokenizer=str(tmp_path / "tok"), data=str(tmp_path / "img"), output=tmp_path / "shards",
+                         labels="folder", num_workers=0))
     capsys.readouterr()
     assert run(f"output_dir={tmp_path / 'r'}", f"data.train={tmp_path / 'shards'}", "data.debug_images=0") == 1
     err = capsys.readouterr().err.strip().splitlines()

@@ -65,8 +65,49 @@ def test_evaluate_writes_json_markdown_and_grid(evaluate_script, tmp_path, modal
     assert (out / "tiny_grid.png").stat().st_size > 0
 
 
-def test_missing_tokenizer_is_one_line_error(evaluate_script, tmp_path, capsys):
+def test_missing_tokenizer_is_one_line_usage_error(evaluate_script, tmp_path, capsys):
     _reset()
-    assert evaluate_script.main(["--tokenizer", str(tmp_path / "nope"), "--output-dir", str(tmp_path)]) == 1
+    assert evaluate_script.main(["--tokenizer", str(tmp_path / "nope"), "--output-dir", str(tmp_path)]) == 2
     _reset()
-    assert capsys.readouterr().err.startswith("error:")
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1 and "nope: no such folder" in err
+
+
+def test_two_runs_named_tokenizer_keep_both_rows(evaluate_script, tmp_path):
+    """Every recipe output is called tokenizer/: rows are named by the shortest path tail that differs."""
+    tokenizer, args, _ = TINY["image"]
+    tokenizer.save_pretrained(tmp_path / "runA" / "tokenizer")
+    ImageTokenizer(tokenizer.config).save_pretrained(tmp_path / "runB" / "tokenizer")
+    _reset()
+    code = evaluate_script.main(["--tokenizer", str(tmp_path / "runA/tokenizer"), "--tokenizer",
+                                 str(tmp_path / "runB/tokenizer"), "--num", "2", "--grid", "1", "--output-dir", str(tmp_path / "e"),
+                                 *args])
+    _reset()
+    assert code == 0
+    report = json.loads((tmp_path / "e" / "eval.json").read_text())
+    assert list(report["results"]) == ["runA/tokenizer", "runB/tokenizer"]
+    assert report["results"]["runA/tokenizer"] != report["results"]["runB/tokenizer"]
+    assert sorted(p.name for p in (tmp_path / "e").glob("*_grid.png")) == ["runA_tokenizer_grid.png",
+                                                                           "runB_tokenizer_grid.png"]
+
+
+def test_row_names(evaluate_script):
+    names = evaluate_script.row_names
+    assert names(["a/x/tok", "b/x/tok", "c/y"], []) == ["a/x/tok", "b/x/tok", "y"]
+    assert names(["a/tok", "b/tok"], ["first"]) == ["first", "tok"]
+    with pytest.raises(ValueError, match="more than one tokenizer"):
+        names(["a/tok", "a/tok"], [])
+    with pytest.raises(ValueError, match="2 --name for 1 --tokenizer"):
+        names(["a"], ["x", "y"])
+
+
+def test_greyscale_tokenizer_is_evaluated_on_grey_media(evaluate_script, tmp_path):
+    """A tokenizer with in_channels=1 gets one-channel held-out media (issue 10 item 4)."""
+    ImageTokenizer(ImageConfig(in_channels=1, base_channels=4, channel_mult=(1, 2), mid_attention=False)).save_pretrained(
+        tmp_path / "grey")
+    _reset()
+    code = evaluate_script.main(["--tokenizer", str(tmp_path / "grey"), "--num", "2", "--batch-size", "2",
+                                 "--size", "16", "--output-dir", str(tmp_path / "eval")])
+    _reset()
+    assert code == 0
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["results"]["grey"]["items"] == 2

@@ -14,8 +14,8 @@ from fsqtok.cli import main as cli_main
 from fsqtok.data.samples import sample_images
 from fsqtok.media import read_image, write_image
 from fsqtok.shards import ShardDataset, verify
-from fsqtok.shards.sources import Preprocess
-from fsqtok.shards.tokenize import build_parser, main
+from fsqtok.data import Preprocess
+from fsqtok.shards.cli import build_parser, main
 from fsqtok.tokenizers import ImageTokenizer
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "tokenize_dataset.py"

@@ -55,7 +55,7 @@ def _make_env(tmp_path_factory):
 @pytest.fixture(scope="session")
 def done(shard_env, tmp_path_factory):
     out = tmp_path_factory.mktemp("done") / "out"
-    from fsqtok.shards.tokenize import main
+    from fsqtok.shards.cli import main
 
     with one_torch_thread():
         assert main(args_for(shard_env, out, "--num-workers", "2")) == 0  # workers do not change the bytes

@@ -25,7 +25,6 @@ def _free_port() -> int:
 def test_two_processes_equal_one(shard_env, done, tmp_path):
     two = tmp_path / "two"
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
-    env.pop("FSQTOK_SHARDS_CRASH_AFTER", None)
     # a plain `--cpu --num_processes 2` silently runs one process; --multi_gpu + ACCELERATE_USE_CPU runs two
     cmd = [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),

@@ -13,8 +13,8 @@ from fsqtok import load_tokenizer
 from fsqtok.data.samples import sample_audio, sample_images
 from fsqtok.media import read_audio, read_image, write_audio, write_image
 from fsqtok.shards import ShardDataset, read_manifest, verify
-from fsqtok.shards.sources import row_key
-from fsqtok.shards.tokenize import main
+from fsqtok.data.hf import row_key
+from fsqtok.shards.cli import main
 from fsqtok.tokenizers import AudioTokenizer
 
 N = 6

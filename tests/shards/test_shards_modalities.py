@@ -9,7 +9,7 @@ import torch
 from fsqtok.data.samples import sample_audio, sample_depth, sample_videos
 from fsqtok.media import read_depth, read_video, write_audio, write_depth, write_video
 from fsqtok.shards import ShardDataset, read_manifest, verify
-from fsqtok.shards.tokenize import main
+from fsqtok.shards.cli import main
 from fsqtok.tokenizers import AudioTokenizer, DepthTokenizer, VideoTokenizer
 
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 from fsqtok.data.samples import sample_images
 from fsqtok.shards import ShardDataset, read_manifest, verify
-from fsqtok.shards.sources import row_key
-from fsqtok.shards.tokenize import main
+from fsqtok.data.hf import row_key
+from fsqtok.shards.cli import main
 
 N = 11
 

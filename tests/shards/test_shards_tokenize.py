@@ -1,8 +1,7 @@
 """Tokenizing a folder into shards: round trip, resume, bad input, refusals, datasets loading, verify."""
 
 import os
-import subprocess
-import sys
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +14,10 @@ from fsqtok import load_tokenizer
 from fsqtok.media import read_image
 from fsqtok.shards import ShardDataset, read_manifest, token_dtype, verify
 from fsqtok.shards.verify import main as verify_main
-from fsqtok.shards.tokenize import main
+from fsqtok.shards import pipeline
+from fsqtok.shards.cli import main
+from fsqtok.shards import writer
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_token_dtype():
@@ -40,18 +40,52 @@ def test_round_trip_equals_encode(shard_env, done):
     assert m["totals"] == {"samples": NUM_IMAGES, "rows": NUM_IMAGES, "tokens": int(expected.numel()),
                            "failed": 0, "shards": 4}
     assert [s["rows"] for s in m["shards"]] == [4, 4, 4, 2]
-    assert len(m["tokenizer"]["weights_sha256"]) == 64 and m["tokenizer"]["hub_config"]["modality"] == "image"
+    assert m["tokenizer"]["weights_sha256"] == tok.weights_hash()  # the one identity MaskGIT/UViM/token files use
+    assert m["tokenizer"]["hub_config"]["modality"] == "image"
     t = pq.read_table(done / "data" / "train-00000.parquet")
     assert t.schema.field("tokens").type.value_type == "uint16"
     assert verify(done) == []
 
 
-def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path):
+def test_identity_is_the_weights_hash_even_when_the_file_carries_other_metadata(shard_env, tmp_path):
+    """A folder saved by an older fsqtok (other safetensors metadata) is named by the same hash."""
+    from safetensors.torch import load_file, save_file
+
+    from fsqtok.shards.manifest import tokenizer_identity
+
+    old = tmp_path / "old"
+    shutil.copytree(shard_env["tok"], old)
+    weights = old / "model.safetensors"
+    save_file(load_file(weights), weights, metadata={"format": "pt", "fsqtok_version": "0.0.9"})
+    tok = load_tokenizer(old)
+    assert tokenizer_identity(tok, str(old))["weights_sha256"] == load_tokenizer(shard_env["tok"]).weights_hash()
+
+
+class Crash(BaseException):
+    """Stands for a kill -9: nothing in tokenize catches it."""
+
+
+def crash_after(monkeypatch, k: int) -> None:
+    """The (k+1)-th shard write leaves a half-written temporary file and 'kills' the run."""
+    real, calls = pipeline.write_shard, []
+
+    def write_shard(out, i, *args):
+        calls.append(i)
+        if len(calls) <= k:
+            return real(out, i, *args)
+        if len(calls) == k + 1:
+            writer.tmp_path(writer.shard_paths(out, i)[0]).write_bytes(b"PAR1 partial")
+        raise Crash
+
+    monkeypatch.setattr(pipeline, "write_shard", write_shard)
+
+
+def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    env = dict(os.environ, FSQTOK_SHARDS_CRASH_AFTER="2", OMP_NUM_THREADS="1")
-    r = subprocess.run([sys.executable, str(REPO / "scripts" / "tokenize_dataset.py"), *args_for(shard_env, out)],
-                       env=env, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 3, r.stderr
+    crash_after(monkeypatch, 2)
+    with pytest.raises(Crash):
+        main(args_for(shard_env, out))
+    monkeypatch.undo()
     assert not (out / "manifest.json").exists()
     assert sorted(p.name for p in (out / "data").iterdir()) == [".train-00002.parquet.tmp", "train-00000.parquet",
                                                                "train-00001.parquet"]
@@ -61,6 +95,17 @@ def test_resume_after_crash_is_byte_identical(shard_env, done, tmp_path):
     before = read_bytes(out)
     assert main(args_for(shard_env, out)) == 0  # re-run of a finished output: nothing changes
     assert read_bytes(out) == before
+
+
+def test_resume_rewrites_a_shard_changed_after_it_was_written(shard_env, done, tmp_path):
+    """Issue 10.17: resume checks each complete shard's sha256 against its sidecar, as verify does."""
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    (out / "manifest.json").unlink()  # an interrupted run: shards complete, manifest not yet written
+    shard = out / "data" / "train-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[:-40] + bytes(40))  # corrupted on disk after it was written
+    assert main(args_for(shard_env, out)) == 0
+    assert read_bytes(out) == read_bytes(done) and verify(out) == []
 
 
 def test_corrupt_files_recorded_other_keys_intact(shard_env, done, tmp_path):
@@ -117,7 +162,8 @@ def test_bad_arguments_one_line(shard_env, tmp_path, capsys):
 
 
 def test_load_dataset_reads_output(done, tmp_path):
-    datasets = pytest.importorskip("datasets")
+    import datasets
+
     d = datasets.load_dataset("parquet", data_dir=str(done), cache_dir=str(tmp_path / "cache"))
     assert list(d) == ["train"]
     train = d["train"]
@@ -157,3 +203,90 @@ def test_cli_delegates(done, capsys):
     from fsqtok.cli import main as cli_main
     assert cli_main(["shards", "verify", str(done)]) == 0
     assert "OK:" in capsys.readouterr().out
+
+
+def test_out_of_range_tokens_fail_their_sample_never_wrap():
+    """Issue 10.1: 66036 cast to uint16 would be 500, a valid-looking token."""
+    class Wrapping:
+        codebook_size = 1000
+
+        def encode(self, x):
+            return torch.where(x[:, 0, 0, 0] > 0, 66036, 7).long().view(-1, 1, 1).expand(-1, 2, 2)
+
+    x = torch.tensor([1.0, -1.0]).view(2, 1, 1, 1).expand(2, 3, 4, 4)
+    batch = {"items": [{"key": k, "error": None, "label": None, "meta": {}} for k in ("a", "b")],
+             "groups": [([0, 1], x)]}
+    rows, failures = pipeline.encode_batch(Wrapping(), batch, torch.device("cpu"), token_dtype(1000),
+                                           {"encode_s": 0.0, "encoded": 0})
+    assert [r["key"] for r in rows] == ["b"] and rows[0]["tokens"].tolist() == [[7, 7], [7, 7]]
+    assert failures == [{"key": "a", "reason": "a: token 66036 outside [0, 1000) (non-finite latents or weights?)"}]
+    with pytest.raises(ValueError, match="do not fit uint16"):
+        writer.build_table([{"key": "a", "tokens": np.array([66036]), "label": None}], np.dtype(np.uint16), "image")
+
+
+def test_every_sample_failed_exits_1(shard_env, tmp_path, capsys):
+    """Issue 10.4: a run that tokenized nothing is not a success."""
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "imgs" / name).write_bytes(b"not a png")
+    args = ["-t", shard_env["tok"], "--data", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"),
+            "--num-workers", "0", "--quiet"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "every one of the 2 samples failed" in err and "a.png" in err
+    assert read_manifest(tmp_path / "out")["totals"]["failed"] == 2  # what was found is kept
+
+
+def test_overwrite_checks_before_deleting(shard_env, done, tmp_path, capsys):
+    """Issue 10.7: --overwrite of an output that also holds notes.txt replaces it and keeps the notes."""
+    out = tmp_path / "out"
+    shutil.copytree(done, out)
+    (out / "notes.txt").write_text("mine")
+    args = args_for(shard_env, out)
+    args[1] = shard_env["tok_other"]
+    assert main(args + ["--overwrite"]) == 0
+    assert read_manifest(out)["tokenizer"]["source"] == shard_env["tok_other"] and verify(out) == []
+    assert (out / "notes.txt").read_text() == "mine"
+    # a folder that is not an fsqtok output is refused with or without --overwrite, and nothing is deleted
+    other = tmp_path / "other"
+    (other / "data").mkdir(parents=True)
+    (other / "data" / "x.parquet").write_bytes(b"someone else's")
+    assert main(args_for(shard_env, other, "--overwrite")) == 1
+    assert "not an fsqtok shards output" in capsys.readouterr().err
+    assert (other / "data" / "x.parquet").read_bytes() == b"someone else's"
+
+
+def test_non_utf8_file_name_fails_alone(shard_env, tmp_path):
+    """Issue 10.12: one undecodable name is one failed sample naming the file; the run goes on."""
+    imgs = tmp_path / "imgs"
+    shutil.copytree(shard_env["imgs"], imgs)
+    bad = os.path.join(os.fsencode(imgs / "cat"), b"caf\xe9.png")
+    shutil.copyfile(imgs / "cat" / "001.png", bad)
+    args = args_for(shard_env, tmp_path / "out")
+    args[args.index("--data") + 1] = str(imgs)
+    assert main(args) == 0
+    m = read_manifest(tmp_path / "out")
+    assert m["totals"]["rows"] == NUM_IMAGES and m["totals"]["failed"] == 1
+    assert m["failures"][0]["key"] == "cat/caf\\xe9.png" and "not valid UTF-8" in m["failures"][0]["reason"]
+    assert verify(tmp_path / "out") == []
+
+
+def test_debug_and_device_in_every_position(shard_env, done, tmp_path, capsys):
+    from fsqtok.cli import main as cli_main
+    from fsqtok.cli_support import UsageError
+
+    bad = ["-t", shard_env["tok"], "--data", str(tmp_path / "nope"), "-o", str(tmp_path / "o")]
+    assert cli_main(["tokenize", *bad]) == 2
+    for argv in (["--debug", "tokenize", *bad], ["tokenize", *bad, "--debug"], ["tokenize", "--debug", *bad]):
+        with pytest.raises(UsageError):  # --debug shows the traceback instead of one line
+            cli_main(argv)
+    with pytest.raises(UsageError):
+        cli_main(["--debug", "shards", "verify", str(tmp_path / "missing")])
+    with pytest.raises(UsageError):
+        cli_main(["shards", "verify", str(tmp_path / "missing"), "--debug"])
+    for argv in (["--device", "cpu", "tokenize"], ["--device=cpu", "tokenize"], ["tokenize", "--device", "cpu"]):
+        out = tmp_path / argv[0].replace("-", "")
+        assert cli_main([*argv, *args_for(shard_env, out)]) == 0
+        assert read_bytes(out) == read_bytes(done)
+    assert cli_main(["tokenize", "--device", "bogus", *args_for(shard_env, tmp_path / "b")]) == 2
+    assert cli_main(["--device", "cpu", "shards", "verify", str(done)]) == 0

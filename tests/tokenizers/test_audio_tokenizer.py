@@ -134,3 +134,46 @@ def test_bad_input(tok, x, error, match):
 def test_bad_chunk_size(tok):
     with pytest.raises(ValueError, match="chunk_tokens"):
         tok.encode_chunked(wav(1, 1, 100), chunk_tokens=0)
+
+
+@pytest.mark.parametrize("rate", [8000, 22050, 44100, 48000])
+def test_resampled_length_is_torchaudios(tok, rate):
+    for length in (1, 2, 319, 320, 321, rate - 1, rate, rate + 1, 3 * rate + 7):
+        assert tok._resampled_length(length, rate) == AF.resample(torch.zeros(1, length), rate, SR).shape[-1]
+
+
+def test_resampled_length_is_torchaudios_for_long_audio():
+    """Past 2**24 output samples torchaudio's float32 ceil falls one short of the exact ceil (issue 10, item 5:
+    20 min of 44.1 kHz audio); 2 -> 3 Hz reaches that length with the smallest input."""
+    length = 11184811  # exact 1.5 * length = 16777216.5
+    got = AF.resample(torch.zeros(1, length), 2, 3).shape[-1]
+    assert got == 16777216 == math.ceil(1.5 * length) - 1
+    assert AudioTokenizer(AudioConfig(sample_rate=3))._resampled_length(length, 2) == got
+
+
+@pytest.mark.parametrize("length", [44100, 44101, 88200 + 553])
+def test_decode_with_the_shape_and_rate_given_to_encode(tok, length):
+    x = wav(1, 2, length)
+    idx = tok.encode(x, sample_rate=44100)
+    y = tok.decode(idx, input_shape=x.shape, sample_rate=44100)
+    assert y.shape == (1, 1, AF.resample(x, 44100, SR).shape[-1])
+    assert torch.equal(y, tok.decode(idx)[..., : y.shape[-1]])
+    with pytest.raises(ValueError, match=r"at 16000 Hz \(pass sample_rate= too"):
+        tok.decode(idx, input_shape=(1, 2, length - 44100 // 2))
+    with pytest.raises(ValueError, match="sample_rate is used with input_shape"):
+        tok.decode(idx, sample_rate=44100)
+
+
+def test_decoded_tensors_do_not_require_grad(tok):
+    y = tok.decode(tok.encode(wav(1, 1, 3200)))
+    assert not y.requires_grad and torch.is_inference(y)
+
+
+def test_residual_defaults_follow_the_quantizer():
+    assert (AudioConfig().num_stages, AudioConfig().quantize_dropout) == (4, True)
+    fsq = AudioConfig(quantizer="fsq")
+    assert (fsq.num_stages, fsq.quantize_dropout) == (1, False)
+    assert AudioConfig.from_dict(fsq.to_dict()) == fsq and AudioTokenizer(fsq).num_stages == 1
+    assert AudioConfig(num_stages=2).quantize_dropout is True
+    with pytest.raises(ValueError, match="num_stages: must be 1 for quantizer='fsq'"):
+        AudioConfig(quantizer="fsq", num_stages=2)

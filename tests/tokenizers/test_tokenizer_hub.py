@@ -163,6 +163,25 @@ def test_folder_from_before_model_types_still_loads(saved, tmp_path, modality):
         assert loaded.weights_hash() == tok.weights_hash()
 
 
+def test_residual_folders_from_before_the_stage_scale_keep_their_tokens(saved, tmp_path):
+    """Residual tokenizers saved before ``residual_stage_scale`` existed used scale L^-i ("levels"):
+    loaded without the field they keep it, so their tokens decode as before; new folders record "grid"."""
+    tok, x, _, folder = saved["audio"]
+    assert tok.config.quantizer == "rfsq" and json.loads((folder / "config.json").read_text())["residual_stage_scale"] == "grid"
+    legacy = AudioTokenizer(AudioConfig(residual_stage_scale="levels")).eval()
+    legacy.load_state_dict(tok.state_dict())
+    old = tmp_path / "old"
+    legacy.save_pretrained(old)
+    config = json.loads((old / "config.json").read_text())
+    del config["residual_stage_scale"]
+    (old / "config.json").write_text(json.dumps(config))
+    loaded = load_tokenizer(old)
+    assert loaded.config.residual_stage_scale == "levels"
+    idx = legacy.encode(x)
+    assert torch.equal(loaded.encode(x), idx) and torch.equal(loaded.decode(idx), legacy.decode(idx))
+    assert not torch.equal(tok.encode(x), idx)  # [8, 5, 5, 5]: even levels, so the two scales differ
+
+
 def test_pickled_weights_are_never_loaded(saved, tmp_path):
     folder = _copy(saved["image"][3], tmp_path / "p")
     (folder / "model.safetensors").rename(folder / "pytorch_model.bin")

@@ -94,12 +94,13 @@ def test_incomplete_checkpoints_are_ignored_and_replaced(make_accelerator, tmp_p
     assert names(tmp_path) == ["step-000002"] and not (broken / "junk").exists()
 
 
-def test_last_good_ignores_checkpoints_after_the_current_step(make_accelerator, tmp_path):
+def test_last_good_is_the_newest_complete_checkpoint(make_accelerator, tmp_path):
     acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
     ckpt.start(CONFIG)
     assert ckpt.last_good() is None
-    train_steps(model, opt, state, 1, ckpt)
-    assert ckpt.last_good().name == "step-000001"
+    train_steps(model, opt, state, 2, ckpt)
+    (tmp_path / "checkpoints" / "step-000003").mkdir()  # an interrupted save
+    assert ckpt.last_good().name == "step-000002"
 
 
 def test_resume_with_other_shapes_is_one_clear_error(make_accelerator, tmp_path):

@@ -40,3 +40,17 @@ def test_non_finite_loss_names_the_step_terms_and_last_good_checkpoint():
     assert str(e) == ("non-finite loss at step 7 (mse=nan kl=0.5); stopped without saving; "
                       "last good checkpoint: run/checkpoints/step-000005")
     assert "last good checkpoint: none" in str(NonFiniteLoss(1, {}, None))
+
+
+class TwoProcesses:
+    """Stands in for an Accelerator of two processes that met the same flags."""
+
+    device = torch.device("cpu")
+
+    def reduce(self, t, reduction):
+        return {"sum": 2 * t, "mean": t}[reduction]
+
+
+def test_flags_are_summed_across_processes():
+    assert StepFlags(failed_files=3).agree(TwoProcesses()) == StepFlags(failed_files=6)
+    assert StepFlags(non_finite=True).agree(TwoProcesses()).non_finite

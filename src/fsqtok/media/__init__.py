@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS, read_audio, write_audio
-from .depth import DEPTH_EXTENSIONS, read_depth, write_depth
+from .audio import AUDIO_EXTENSIONS, decode_audio_bytes, read_audio, write_audio
+from .depth import DEPTH_EXTENSIONS, PNG_RANGE_METRES, decode_depth_bytes, depth_from_array, read_depth, write_depth
 from .errors import MediaError
-from .image import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, decode_image_bytes, read_image, write_image
-from .video import VIDEO_EXTENSIONS, read_video, write_video
+from .image import IMAGE_EXTENSIONS, MAX_IMAGE_PIXELS, decode_image_bytes, open_image, read_image, write_image
+from .video import VIDEO_EXTENSIONS, decode_video_bytes, read_video, write_video
 
 # extension -> kind; depth PNGs share ".png" with images, so only ".npy" maps to depth here
 EXTENSIONS: dict[str, str] = {
@@ -37,7 +37,7 @@ def media_kind(path: str | Path) -> str:
 
 __all__ = [
     "EXTENSIONS", "MediaError", "media_kind",
-    "read_image", "decode_image_bytes", "write_image", "MAX_IMAGE_PIXELS", "read_depth", "write_depth",
-    "read_audio", "write_audio", "read_video", "write_video",
-    "DEPTH_EXTENSIONS",
+    "read_image", "decode_image_bytes", "write_image", "MAX_IMAGE_PIXELS", "open_image", "read_depth", "decode_depth_bytes", "depth_from_array", "write_depth",
+    "read_audio", "decode_audio_bytes", "write_audio", "read_video", "decode_video_bytes", "write_video",
+    "DEPTH_EXTENSIONS", "PNG_RANGE_METRES",
 ]

@@ -6,7 +6,9 @@ Waveforms are float32 ``(C, T)``; ``read_audio(path, sample_rate=...)`` resample
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import soundfile as sf
@@ -25,6 +27,8 @@ OPUS_RATE = 48000  # libopus encodes 48 kHz only
 def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[Tensor, int]:
     """Read an audio file.
 
+    Integer PCM of any width (8-bit unsigned, 16, 24, 32-bit) is scaled by its full range to [-1, 1].
+
     Args:
         path: a WAV, FLAC, OGG, MP3, M4A or Opus file.
         sample_rate: resample to this rate (Hz); ``None`` keeps the file's rate.
@@ -33,33 +37,56 @@ def read_audio(path: str | Path, sample_rate: int | None = None) -> tuple[Tensor
     """
     ext = check_extension(path, AUDIO_EXTENSIONS, "audio")
     check_readable(path)
-    with media_errors(path, "a valid audio file"):
-        wav, sr = _read_soundfile(path) if ext in SOUNDFILE_FORMATS else _read_pyav(path)
+    name = Path(path).name
+    with media_errors(name, "a valid audio file"):
+        wav, sr = _read_soundfile(path) if ext in SOUNDFILE_FORMATS else _read_pyav(path, name)
+    return _checked(wav, sr, name, sample_rate)
+
+
+def decode_audio_bytes(data: bytes, sample_rate: int | None = None, name: str = "audio bytes") -> tuple[Tensor, int]:
+    """Decode an audio file's bytes (any format soundfile or PyAV reads) exactly as :func:`read_audio` reads a file.
+
+    Returns:
+        ``(waveform float32 (C, T), sample_rate)``.
+    """
+    if not data:
+        raise MediaError(f"{name}: empty audio data")
+    with media_errors(name, "a valid audio file"):
+        try:
+            wav, sr = _read_soundfile(io.BytesIO(data))
+        except sf.LibsndfileError:  # not a format libsndfile knows (MP3 on old builds, M4A, Opus...): PyAV
+            wav, sr = _read_pyav(io.BytesIO(data), name)
+    return _checked(wav, sr, name, sample_rate)
+
+
+def _checked(wav: Tensor, sr: int, name: str, sample_rate: int | None) -> tuple[Tensor, int]:
     if wav.shape[-1] == 0:
-        raise MediaError(f"{Path(path).name}: audio file holds no samples")
+        raise MediaError(f"{name}: audio file holds no samples")
+    if not torch.isfinite(wav).all():  # float WAV/FLAC can store NaN or inf
+        raise MediaError(f"{name}: audio holds NaN or infinite samples")
     if sample_rate is not None and sample_rate != sr:
         wav, sr = AF.resample(wav, sr, sample_rate), sample_rate
     return wav, sr
 
 
-def _read_soundfile(path: str | Path) -> tuple[Tensor, int]:
-    data, sr = sf.read(str(path), dtype="float32", always_2d=True)  # (T, C)
-    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)
+def _read_soundfile(source: str | Path | IO[bytes]) -> tuple[Tensor, int]:
+    data, sr = sf.read(source if not isinstance(source, Path) else str(source), dtype="float32", always_2d=True)
+    return torch.from_numpy(np.ascontiguousarray(data.T)), int(sr)  # (T, C) -> (C, T)
 
 
-def _read_pyav(path: str | Path) -> tuple[Tensor, int]:
+def _read_pyav(source: str | Path | IO[bytes], name: str) -> tuple[Tensor, int]:
     import av
 
-    with av.open(str(path)) as container:
+    with av.open(source if not isinstance(source, Path) else str(source)) as container:
         if not container.streams.audio:
-            raise MediaError(f"{Path(path).name}: no audio stream")
+            raise MediaError(f"{name}: no audio stream")
         stream = container.streams.audio[0]
-        to_planar = av.AudioResampler(format="fltp")  # planar float32: (C, n) per frame
+        to_planar = av.AudioResampler(format="fltp")  # planar float32: (C, n) per frame, integer PCM scaled
         chunks = [f.to_ndarray() for frame in container.decode(stream) for f in to_planar.resample(frame)]
         chunks += [f.to_ndarray() for f in to_planar.resample(None)]
         sr = stream.codec_context.sample_rate or stream.rate
     if not chunks:
-        raise MediaError(f"{Path(path).name}: audio stream holds no samples")
+        raise MediaError(f"{name}: audio stream holds no samples")
     return torch.from_numpy(np.concatenate(chunks, axis=1).astype(np.float32)), int(sr)
 
 

@@ -75,7 +75,7 @@ def _decode(source: str | Path | IO[bytes], name: str, channels: int, max_pixels
     if channels not in (1, 3):
         raise MediaError(f"{name}: channels must be 1 (grey) or 3 (RGB), got {channels}")
     with media_errors(name, "a valid image file"):
-        with _open_checked(source, name, max_pixels) as im:
+        with open_image(source, name, max_pixels) as im:
             orientation = im.getexif().get(_EXIF_ORIENTATION, 1)
             unit = _unit_pixels(im, name)
     unit = _orient(unit, orientation)
@@ -87,8 +87,10 @@ def _decode(source: str | Path | IO[bytes], name: str, channels: int, max_pixels
     return x.mul(2.0).sub(1.0).clamp(-1.0, 1.0).contiguous()
 
 
-def _open_checked(source: str | Path | IO[bytes], name: str, max_pixels: int) -> Image.Image:
-    """``Image.open`` (lazy: header only) that refuses a declared size above ``max_pixels``."""
+def open_image(source: str | Path | IO[bytes], name: str, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
+    """``PIL.Image.open`` (lazy: header only) that refuses a declared size above ``max_pixels`` in one
+    :class:`MediaError` line naming ``name``, without Pillow's warning. For any reader of image files
+    (label maps, masks) that needs Pillow's own modes; use it as a context manager."""
     limit = f"the limit of {max_pixels} pixels (fsqtok.media.image.MAX_IMAGE_PIXELS)"
     try:
         with warnings.catch_warnings():  # Pillow's multi-line bomb warning: we give our own one-line error

@@ -1,8 +1,13 @@
-"""Video: MP4, WebM, AVI, MKV and MOV through PyAV, as float32 ``(3, T, H, W)`` in [-1, 1]."""
+"""Video: MP4, WebM, AVI, MKV and MOV through PyAV, as float32 ``(3, T, H, W)`` in [-1, 1].
+
+Frames come out as displayed: a stream's display rotation (phone videos shot upright) is applied.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
@@ -29,17 +34,30 @@ def read_video(
     """
     check_extension(path, VIDEO_EXTENSIONS, "video")
     check_readable(path)
-    if fps is not None and fps <= 0:
-        raise MediaError(f"{Path(path).name}: fps must be > 0, got {fps}")
+    return _decode(str(path), Path(path).name, fps, num_frames, start)
+
+
+def decode_video_bytes(data: bytes, fps: float | None = None, num_frames: int | None = None, start: float = 0.0,
+                       name: str = "video bytes") -> tuple[Tensor, float]:
+    """Decode a video file's bytes exactly as :func:`read_video` reads a file (same arguments and result)."""
+    if not data:
+        raise MediaError(f"{name}: empty video data")
+    return _decode(io.BytesIO(data), name, fps, num_frames, start)
+
+
+def _decode(source: str | IO[bytes], name: str, fps: float | None, num_frames: int | None,
+            start: float) -> tuple[Tensor, float]:
+    if fps is not None and not fps > 0:  # also refuses NaN
+        raise MediaError(f"{name}: fps must be > 0, got {fps}")
     if num_frames is not None and num_frames < 1:
-        raise MediaError(f"{Path(path).name}: num_frames must be >= 1, got {num_frames}")
+        raise MediaError(f"{name}: num_frames must be >= 1, got {num_frames}")
     frames: list[np.ndarray] = []
-    with media_errors(path, "a valid video file"):
+    with media_errors(name, "a valid video file"):
         import av
 
-        with av.open(str(path)) as container:
+        with av.open(source) as container:
             if not container.streams.video:
-                raise MediaError(f"{Path(path).name}: no video stream")
+                raise MediaError(f"{name}: no video stream")
             stream = container.streams.video[0]
             native = float(stream.average_rate or stream.guessed_rate or 25)
             step = 1.0 / fps if fps else None
@@ -52,13 +70,19 @@ def read_video(
                     if t + 0.5 / native < next_t:
                         continue
                     next_t += step * max(1, round((t - next_t) / step) + 1)
-                frames.append(frame.to_ndarray(format="rgb24"))
+                frames.append(_displayed(frame.to_ndarray(format="rgb24"), frame.rotation))
                 if num_frames is not None and len(frames) >= num_frames:
                     break
     if not frames:
-        raise MediaError(f"{Path(path).name}: no frames at or after {start} s")
+        raise MediaError(f"{name}: no frames at or after {start} s")
     video = torch.from_numpy(np.stack(frames)).permute(3, 0, 1, 2).float().div(127.5).sub(1.0)
     return video.contiguous(), float(fps or native)
+
+
+def _displayed(rgb: np.ndarray, rotation: int) -> np.ndarray:
+    """``(H, W, 3)`` as shown: rotated counter-clockwise by the display matrix's angle (a multiple of 90)."""
+    quarter_turns = round(rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, quarter_turns)) if quarter_turns else rgb
 
 
 def write_video(path: str | Path, video: Tensor, fps: float, crf: int = 18) -> None:

@@ -2,6 +2,7 @@
 
 from .audio import mel_distance, pesq_stoi, si_sdr, stft_distance
 from .depth import DepthErrorAccumulator, depth_errors
+from .frechet import ImageFeatures, frechet_distance, frechet_metric, inception_features
 from .image import psnr, ssim, video_psnr_ssim
 
 __all__ = [
@@ -14,4 +15,8 @@ __all__ = [
     "mel_distance",
     "stft_distance",
     "pesq_stoi",
+    "ImageFeatures",
+    "frechet_distance",
+    "frechet_metric",
+    "inception_features",
 ]

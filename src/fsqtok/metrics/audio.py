@@ -15,21 +15,17 @@ def _flat(x: Tensor) -> Tensor:
     return x.reshape(x.shape[0], -1)
 
 
-def si_sdr(est: Tensor, ref: Tensor, eps: float = 1e-8) -> Tensor:
+def si_sdr(est: Tensor, ref: Tensor) -> Tensor:
     """Scale-invariant SDR in dB per sample ``(B,)`` (Le Roux et al. 2019).
 
-    Channels and time are flattened together; both signals are made zero-mean; computed in
-    float64. ``eps`` keeps silent references/estimates finite.
+    torchmetrics' ``scale_invariant_signal_distortion_ratio`` (zero-mean) in float64, with
+    channels and time flattened together; its machine-epsilon terms keep silence finite.
     """
-    if est.shape != ref.shape:
-        raise ValueError(f"si_sdr shapes differ: {tuple(est.shape)} vs {tuple(ref.shape)}")
-    e, r = _flat(est).double(), _flat(ref).double()
-    e = e - e.mean(1, keepdim=True)
-    r = r - r.mean(1, keepdim=True)
-    alpha = (e * r).sum(1, keepdim=True) / (r.square().sum(1, keepdim=True) + eps)
-    target = alpha * r
-    noise = e - target
-    return (10 * torch.log10((target.square().sum(1) + eps) / (noise.square().sum(1) + eps))).float()
+    if est.shape != ref.shape or est.ndim < 2:
+        raise ValueError(f"si_sdr expects two (B, ...) tensors of the same shape, got {tuple(est.shape)} vs {tuple(ref.shape)}")
+    from torchmetrics.functional.audio import scale_invariant_signal_distortion_ratio  # slow import: on first use
+
+    return scale_invariant_signal_distortion_ratio(_flat(est).double(), _flat(ref).double(), zero_mean=True).float()
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,6 +1,6 @@
 """The shared bottleneck: FSQ, residual FSQ and the VQ baseline."""
 
-from .base import QuantizerOutput, ResidualQuantizerOutput
+from .base import NonFiniteLatentError, QuantizerOutput, ResidualQuantizerOutput
 from .fsq import FSQ
 from .residual_fsq import ResidualFSQ
 from .stats import CodebookUsage, bits_per_token, code_counts
@@ -10,6 +10,7 @@ __all__ = [
     "FSQ",
     "ResidualFSQ",
     "VectorQuantizer",
+    "NonFiniteLatentError",
     "QuantizerOutput",
     "ResidualQuantizerOutput",
     "CodebookUsage",

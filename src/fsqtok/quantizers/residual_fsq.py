@@ -1,12 +1,25 @@
 """Residual FSQ: ``S`` FSQ stages, each quantizing what the previous stages left over.
 
 Stage 0 is plain FSQ: ``tanh``-bound and round. The stages after it refine what rounding
-left over, ``residual = bound(z) / (L // 2) - codes``: stage ``i`` works at scale ``L^-i``
-per channel, snapping ``residual / L^-i`` to the same grid (clamped to it, no ``tanh``,
-since the residual is already small) and adding ``codes_i * L^-i``. The straight-through
+left over, ``residual = bound(z) / half_width - codes``: stage ``i`` works at scale ``r^-i``
+per channel, snapping ``residual / r^-i`` to the same grid (clamped to it, no ``tanh``,
+since the residual is already small) and adding ``codes_i * r^-i``. The straight-through
 gradient is that of stage 0, so a one-stage ``ResidualFSQ`` is exactly an :class:`FSQ`. Decoding from the first ``S' <= S``
 stages gives a coarser reconstruction at a lower bitrate, so one model serves several
 bitrates, chosen at decode time.
+
+The stage ratio ``r`` (``stage_scale="grid"``, the default) is the largest factor at which
+the grid still covers what the previous stage left over. Rounding leaves at most half a
+step, ``[-1/2, 1/2]``; scaled by ``r`` that is ``[-r/2, r/2]``, which the grid's values
+``q`` round onto with at most half a step of error only if ``-r/2 >= q_min - 1/2`` and
+``r/2 <= q_max + 1/2``. For odd ``L`` (and the symmetric grid) ``q`` spans ``+-(L-1)/2``, so
+``r = L``; for even ``L`` on the paper's grid ``q`` spans ``[-L/2, L/2 - 1]``, so ``r = L - 1``.
+Every stage then shrinks the worst-case error by ``r``: ``|bound(z)/half_width - decoded| <=
+r^(1-s) / (2 half_width)`` after ``s`` stages. ``stage_scale="levels"`` (``r = L``) is the
+scale that residual tokenizers saved before it was fixed used, kept so that their tokens decode as before: with even
+``L``, stage 1 sees ``[-L/2, L/2]``, the clamp saturates at ``L/2 - 1`` and the error stops
+shrinking (``ResidualFSQ([8], 4)``: 0.125, 0.031, 0.0195, 0.018). For odd levels and the
+symmetric grid both scales are the same.
 
 ``quantize_dropout`` trains for that: during training each forward keeps only the first
 ``n`` stages, ``n`` drawn uniformly from ``[quantize_dropout_min_stages, S]``. The draw
@@ -24,13 +37,14 @@ from typing import NamedTuple, Sequence
 import torch
 from torch import Tensor, nn
 
-from .base import ChannelProjection, ResidualQuantizerOutput, channels_first, check_channels, fp32_region, restore_layout
+from .base import (ChannelProjection, ResidualQuantizerOutput, all_finite, channels_first, check_channels, fp32_region,
+                   restore_layout)
 from .fsq import FSQ, _axis_view
 
 
 class _StageConsts(NamedTuple):
     """Per-stage float32 constants, ``(S, d)``: stage ``i`` snaps ``residual * gain_in[i]`` to the
-    grid and contributes ``q * gain_out[i] (+ bias_out[i])``, i.e. ``codes * L^-i``."""
+    grid and contributes ``q * gain_out[i] (+ bias_out[i])``, i.e. ``codes * r^-i``."""
 
     gain_in: Tensor
     gain_out: Tensor
@@ -49,7 +63,12 @@ class ResidualFSQ(nn.Module):
         quantize_dropout: train with a random number of active stages (variable bitrate).
         quantize_dropout_min_stages: fewest stages kept by ``quantize_dropout`` (>= 1).
         seed: seeds the dropout draws; all ranks must use the same seed.
+        stage_scale: ``"grid"`` (stage ``i`` at scale ``r^-i``, ``r = L - 1`` for even levels on the
+            paper's grid, else ``L``: converges for every level) or ``"levels"`` (``L^-i``, the scale
+            of older checkpoints, which stops converging for even levels); see the module docstring.
     """
+
+    STAGE_SCALES = ("grid", "levels")
 
     def __init__(
         self,
@@ -63,8 +82,11 @@ class ResidualFSQ(nn.Module):
         quantize_dropout: bool = False,
         quantize_dropout_min_stages: int = 1,
         seed: int = 0,
+        stage_scale: str = "grid",
     ) -> None:
         super().__init__()
+        if stage_scale not in self.STAGE_SCALES:
+            raise ValueError(f"ResidualFSQ: stage_scale must be one of {self.STAGE_SCALES}, got {stage_scale!r}")
         if num_stages < 1:
             raise ValueError(f"ResidualFSQ: num_stages must be >= 1, got {num_stages}")
         if not 1 <= quantize_dropout_min_stages <= num_stages:
@@ -88,6 +110,7 @@ class ResidualFSQ(nn.Module):
         self.quantize_dropout = bool(quantize_dropout)
         self.quantize_dropout_min_stages = int(quantize_dropout_min_stages)
         self.seed = int(seed)
+        self.stage_scale = stage_scale
         self.project_in = ChannelProjection(self.in_channels, self.dim)
         self.project_out = ChannelProjection(self.dim, self.in_channels)
         self._stage_cache: dict[torch.device, _StageConsts] = {}
@@ -96,14 +119,13 @@ class ResidualFSQ(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"levels={self.levels}, num_stages={self.num_stages}, in_channels={self.in_channels}, "
-                f"quantize_dropout={self.quantize_dropout}")
+                f"quantize_dropout={self.quantize_dropout}, stage_scale={self.stage_scale!r}")
 
     def _stages(self, device: torch.device) -> _StageConsts:
         """Per-stage float32 ``(S, d)`` constants on ``device`` (computed in float64 once)."""
         c = self._stage_cache.get(device)
         if c is None:
-            levels = torch.tensor(self.levels, dtype=torch.float64)
-            scale = torch.stack([levels ** -i for i in range(self.num_stages)])  # (S, d): L^-i
+            scale = torch.stack([self.stage_ratio ** -i for i in range(self.num_stages)])  # (S, d): r^-i
             host = self.fsq._host_consts
             half_width, inv = host.half_width.double(), host.inv_half_width.double()
             c = _StageConsts(
@@ -114,6 +136,14 @@ class ResidualFSQ(nn.Module):
             )
             self._stage_cache[device] = c
         return c
+
+    @property
+    def stage_ratio(self) -> Tensor:
+        """float64 ``(d,)``: how much finer each stage is than the one before (``r`` above)."""
+        levels = torch.tensor(self.levels, dtype=torch.float64)
+        if self.stage_scale == "levels" or self.fsq.symmetric:
+            return levels
+        return levels - (levels % 2 == 0).double()
 
     @property
     def zero_index(self) -> int:
@@ -134,7 +164,8 @@ class ResidualFSQ(nn.Module):
 
         Returns:
             :class:`ResidualQuantizerOutput` with ``z_q`` of ``z``'s shape and dtype, int64
-            ``indices (B, S, *spatial)`` and ``num_active``.
+            ``indices (B, S, *spatial)`` and ``num_active``. Reading ``indices`` raises
+            :class:`NonFiniteLatentError` when the projected latents held NaN or inf.
         """
         check_channels(z, self.in_channels, self.channel_last, "ResidualFSQ")
         n_active = self.num_active_stages()
@@ -161,7 +192,8 @@ class ResidualFSQ(nn.Module):
             indices[:, n_active:] = self.zero_index
             z_q = restore_layout(self.project_out(codes), self.channel_last).to(z.dtype)
         return ResidualQuantizerOutput(z_q=z_q, indices=indices, loss=z.new_zeros((), dtype=torch.float32),
-                                       codebook_size=self.codebook_size, num_active=n_active)
+                                       codebook_size=self.codebook_size, finite=all_finite(h), source="ResidualFSQ",
+                                       num_active=n_active)
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """Decode from a prefix of stages.
@@ -170,6 +202,18 @@ class ResidualFSQ(nn.Module):
             indices: int64 ``(B, S', *spatial)`` with ``1 <= S' <= num_stages``.
         Returns:
             float32 ``z_q (B, in_channels, *spatial)`` (or channel-last).
+        """
+        with fp32_region(indices.device.type):
+            return restore_layout(self.project_out(self.decode_codes(indices)), self.channel_last)
+
+    def decode_codes(self, indices: Tensor) -> Tensor:
+        """The stages' summed normalized codes, before the output projection.
+
+        Args:
+            indices: int64 ``(B, S', *spatial)`` with ``1 <= S' <= num_stages``.
+        Returns:
+            float32 ``(B, d, *spatial)``, channel-first, approximating ``bound(h) / half_width`` of
+            the projected latents ``h`` within ``r^(1 - S') / (2 half_width)`` per channel.
         """
         if indices.ndim < 2 or not 1 <= indices.shape[1] <= self.num_stages:
             raise ValueError(
@@ -189,4 +233,4 @@ class ResidualFSQ(nn.Module):
                 for codes in stages[2:]:
                     refinement = refinement + codes
                 total = total + refinement
-            return restore_layout(self.project_out(total), self.channel_last)
+            return total

@@ -10,7 +10,12 @@ Nearest-neighbour lookup in a learned codebook of ``codebook_size`` vectors of s
 
 Dead-code restarts (re-seeding codes whose EMA usage falls below a threshold from the
 current batch) are off by default so that the codebook collapse the paper reports can be
-reproduced; set ``dead_code_threshold > 0`` to enable them.
+reproduced; set ``dead_code_threshold > 0`` to enable them. A re-seeded code starts with the
+EMA usage of an average code, and at least the threshold, so it is not dead again at once.
+
+The EMA statistics are always computed in float32, whatever the module's dtype; rows of
+non-finite features are left out of them, so one NaN batch cannot poison the codebook
+(reading that batch's ``indices`` raises :class:`~fsqtok.quantizers.NonFiniteLatentError`).
 
 In a distributed run the EMA statistics are summed across processes before the update,
 so every rank keeps the same codebook.
@@ -22,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import ChannelProjection, QuantizerOutput, channels_first, check_channels, fp32_region, restore_layout
+from .base import (ChannelProjection, QuantizerOutput, all_finite, channels_first, check_channels, fp32_region,
+                   restore_layout)
 
 
 def _all_reduce_(t: Tensor) -> Tensor:
@@ -88,11 +94,14 @@ class VectorQuantizer(nn.Module):
         """float32 ``(K, D)`` code vectors."""
         return self.embed.float()
 
-    def _nearest(self, flat: Tensor) -> Tensor:
-        """Nearest code for each row of float32 ``flat (N, D)`` -> int64 ``(N,)``."""
+    def _nearest(self, flat: Tensor) -> tuple[Tensor, Tensor]:
+        """Nearest code for each row of float32 ``flat (N, D)`` -> int64 ``(N,)``, and a 0-dim bool
+        tensor telling whether every distance was finite (argmin over NaN picks an arbitrary code:
+        NaN or inf in ``flat`` or in the codebook make a row's minimum distance NaN or inf)."""
         e = self.codebook
         dist = (flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t()) + e.pow(2).sum(1)[None]
-        return dist.argmin(1)
+        best, indices = dist.min(1)
+        return indices, all_finite(best)
 
     def forward(self, z: Tensor) -> QuantizerOutput:
         """Quantize ``z (B, in_channels, *spatial)`` (or channel-last).
@@ -105,7 +114,7 @@ class VectorQuantizer(nn.Module):
         with fp32_region(z.device.type):
             h = self.project_in(channels_first(z.float(), self.channel_last)).movedim(1, -1)  # (B, *S, D)
             flat = h.reshape(-1, self.dim)
-            indices = self._nearest(flat.detach())
+            indices, finite = self._nearest(flat.detach())
             e = F.embedding(indices, self.codebook)
             loss = self.commitment_weight * F.mse_loss(flat, e.detach())
             if self.ema_decay is None:
@@ -115,37 +124,49 @@ class VectorQuantizer(nn.Module):
             q = flat + (e - flat).detach()  # straight-through
             z_q = restore_layout(self.project_out(q.view_as(h).movedim(-1, 1)), self.channel_last).to(z.dtype)
         return QuantizerOutput(z_q=z_q, indices=indices.view(h.shape[:-1]), loss=loss,
-                               codebook_size=self.codebook_size)
+                               codebook_size=self.codebook_size, finite=finite, source="VectorQuantizer")
 
     @torch.no_grad()
     def _ema_update(self, flat: Tensor, indices: Tensor) -> None:
-        onehot_sum = torch.zeros(self.codebook_size, device=flat.device).index_add_(
-            0, indices, torch.ones_like(indices, dtype=torch.float32))
-        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, flat)
+        """EMA update from float32 ``flat (N, D)`` and its codes ``(N,)``, in float32 whatever the
+        buffers' dtype; rows holding NaN or inf count for nothing (no host sync to find them)."""
+        ok = torch.isfinite(flat).all(1)
+        onehot_sum = torch.zeros(self.codebook_size, device=flat.device).index_add_(0, indices, ok.float())
+        embed_sum = torch.zeros(self.codebook_size, self.dim, device=flat.device).index_add_(
+            0, indices, torch.where(ok[:, None], flat, 0.0))
         _all_reduce_(onehot_sum)
         _all_reduce_(embed_sum)
         d = self.ema_decay
-        self.ema_cluster_size.mul_(d).add_(onehot_sum, alpha=1 - d)
-        self.ema_embed_sum.mul_(d).add_(embed_sum, alpha=1 - d)
-        n = self.ema_cluster_size.sum()
-        smoothed = (self.ema_cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n  # Laplace
-        self.embed.copy_(self.ema_embed_sum / smoothed[:, None])
+        cluster_size = self.ema_cluster_size.float().mul_(d).add_(onehot_sum, alpha=1 - d)
+        ema_embed_sum = self.ema_embed_sum.float().mul_(d).add_(embed_sum, alpha=1 - d)
+        n = cluster_size.sum()
+        smoothed = (cluster_size + self.eps) / (n + self.codebook_size * self.eps) * n  # Laplace
+        embed = ema_embed_sum / smoothed[:, None]
         if self.dead_code_threshold > 0:
-            self._restart_dead_codes(flat)
+            self._restart_dead_codes(flat[ok], cluster_size, ema_embed_sum, embed, n)
+        self.ema_cluster_size.copy_(cluster_size)
+        self.ema_embed_sum.copy_(ema_embed_sum)
+        self.embed.copy_(embed)
 
     @torch.no_grad()
-    def _restart_dead_codes(self, flat: Tensor) -> None:
-        dead = self.ema_cluster_size < self.dead_code_threshold
+    def _restart_dead_codes(self, rows: Tensor, cluster_size: Tensor, ema_embed_sum: Tensor, embed: Tensor,
+                            n: Tensor) -> None:
+        """Re-seed codes whose EMA usage is below the threshold with rows of the batch, in place on
+        the float32 statistics. A re-seeded code gets the usage of an average code (``n / K``), at
+        least the threshold, and the matching sum, so that it is not dead again at the next step."""
+        dead = cluster_size < self.dead_code_threshold
         n_dead = int(dead.sum())
-        if n_dead == 0:
+        if n_dead == 0:  # the same on every rank: the statistics are all-reduced
             return
-        # the same replacement vectors on every rank: rank 0's batch rows, broadcast
-        pick = flat[torch.randint(0, flat.shape[0], (n_dead,), device=flat.device)]
+        # the same replacement vectors on every rank: rank 0's batch rows (its codes if it has no finite row), broadcast
+        source = rows if rows.shape[0] else embed
+        pick = source[torch.randint(0, source.shape[0], (n_dead,), device=rows.device)]
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.broadcast(pick, src=0)
-        self.embed[dead] = pick
-        self.ema_embed_sum[dead] = pick
-        self.ema_cluster_size[dead] = 1.0
+        fresh = torch.clamp(n / self.codebook_size, min=self.dead_code_threshold)
+        embed[dead] = pick
+        ema_embed_sum[dead] = pick * fresh
+        cluster_size[dead] = fresh
 
     def decode_indices(self, indices: Tensor) -> Tensor:
         """int64 ``(B, *spatial)`` -> float32 ``z_q (B, in_channels, *spatial)`` (or channel-last)."""

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, sha256_file, shard_complete
+from ..data.token_shards import MANIFEST_FILE
+from .writer import DATA_DIR, META_DIR, atomic_write_json, read_sidecar, shard_complete
 
 FORMAT = "fsqtok-shards"
 VERSION = 1
 RUN_FILE = "run.json"
-MANIFEST_FILE = "manifest.json"
 
 
 class OutputMismatch(RuntimeError):
@@ -22,21 +21,13 @@ class OutputMismatch(RuntimeError):
 
 
 def tokenizer_identity(tok: Any, source: str) -> dict[str, Any]:
-    """Tokenizer path/repo id, its config.json content and the sha256 of its weights."""
-    weights = None
-    local = Path(source) / "model.safetensors"
-    if local.is_file():
-        weights = sha256_file(local)
-    else:  # a Hub id: hash the cached file if there is one, else the loaded tensors
-        try:
-            from ..tokenizers.base import _resolve_file
-            weights = sha256_file(_resolve_file(source, "model.safetensors", local_files_only=True))
-        except Exception:  # noqa: BLE001
-            h = hashlib.sha256()
-            for name, t in sorted(tok.state_dict().items()):
-                h.update(name.encode())
-                h.update(t.detach().cpu().contiguous().numpy().tobytes())
-            weights = "state_dict:" + h.hexdigest()
+    """Tokenizer path/repo id, its config.json content and :meth:`fsqtok.hub.HubMixin.weights_hash`.
+
+    The hash is always recomputed from the loaded weights (never the file's own sha256), so shards,
+    token files and generative models name one tokenizer by one hash, also for folders saved by
+    older fsqtok versions whose files carried other metadata.
+    """
+    weights = tok.weights_hash()
     return {"source": str(source), "modality": tok.modality, "hub_config": tok.hub_config(),
             "weights_sha256": weights, "codebook_size": int(tok.codebook_size),
             "num_stages": int(tok.num_stages)}
@@ -51,7 +42,8 @@ def _comparable(rec: dict[str, Any]) -> dict[str, Any]:
     rec = json.loads(json.dumps(rec))
     tok = rec.get("tokenizer", {})
     tok.pop("source", None)
-    tok.get("hub_config", {}).pop("fsqtok_version", None)
+    for key in ("fsqtok_version", "model_type"):  # model_type: absent from runs before fsqtok.hub
+        tok.get("hub_config", {}).pop(key, None)
     return rec
 
 
@@ -68,37 +60,52 @@ def differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return diffs
 
 
-def prepare_output(out: Path, record: dict[str, Any], overwrite: bool) -> None:
-    """Rank 0: create ``out`` and its run.json, or check that an existing one matches (resume).
+def _read_run(out: Path) -> dict[str, Any]:
+    try:
+        return json.loads((out / RUN_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise OutputMismatch(f"--output {out}: unreadable {RUN_FILE}; use --overwrite to start over") from None
 
-    With ``overwrite`` an existing output is cleared first. Raises :class:`OutputMismatch`.
+
+def check_reusable(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Read-only (every rank, before anything is written or deleted): may this run use ``out``?
+
+    ``out`` must be absent, an empty folder, or an fsqtok shards output (it holds run.json) made
+    with the same tokenizer, source and selection; with ``overwrite`` any fsqtok shards output
+    will do. A folder holding anything else is refused either way, so nothing is deleted first.
     """
-    run_path = out / RUN_FILE
     if out.exists() and not out.is_dir():
         raise OutputMismatch(f"--output {out}: exists and is not a folder")
-    if overwrite and out.exists():
-        clear_output(out)
-    if run_path.is_file():
-        try:
-            old = json.loads(run_path.read_text())
-        except json.JSONDecodeError:
-            raise OutputMismatch(f"--output {out}: unreadable {RUN_FILE}; use --overwrite to start over") from None
-        diffs = differences(old, record)
+    if (out / RUN_FILE).is_file():
+        if overwrite:
+            return
+        diffs = differences(_read_run(out), record)
         if diffs:
             raise OutputMismatch(f"--output {out}: holds shards made with a different {'; '.join(diffs)}; "
                                  "use another --output or --overwrite to replace them")
+    elif out.is_dir() and any(out.iterdir()):
+        raise OutputMismatch(f"--output {out}: not empty and not an fsqtok shards output "
+                             f"(no {RUN_FILE}); use another --output, or empty it yourself")
+
+
+def prepare_output(out: Path, record: dict[str, Any], overwrite: bool) -> None:
+    """Rank 0: create ``out`` and its run.json, or keep a matching one (resume).
+
+    With ``overwrite`` an existing fsqtok output is cleared first (only what a shards run writes;
+    other files stay). Checks with :func:`check_reusable` before it deletes anything.
+    """
+    check_reusable(out, record, overwrite)
+    if overwrite and (out / RUN_FILE).is_file():
+        clear_output(out)
+    if (out / RUN_FILE).is_file():
         return
-    if out.is_dir() and any(out.iterdir()):
-        raise OutputMismatch(f"--output {out}: not empty and not an fsqtok shards output; "
-                             "use another --output or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_path, record)
+    atomic_write_json(out / RUN_FILE, record)
 
 
 def check_output(out: Path, record: dict[str, Any]) -> None:
     """Ranks > 0, after rank 0 prepared: the run.json must be ours."""
-    old = json.loads((out / RUN_FILE).read_text())
-    diffs = differences(old, record)
+    diffs = differences(_read_run(out), record)
     if diffs:
         raise OutputMismatch(f"--output {out}: run.json differs in {'; '.join(diffs)}")
 
@@ -139,10 +146,3 @@ def build_manifest(out: Path, record: dict[str, Any], num_shards: int, num_keys:
 
 def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(out / MANIFEST_FILE, manifest)
-
-
-def read_manifest(out: str | Path) -> dict[str, Any]:
-    path = Path(out) / MANIFEST_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{out}: no {MANIFEST_FILE} (not a finished fsqtok shards output)")
-    return json.loads(path.read_text())

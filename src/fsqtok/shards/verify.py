@@ -8,6 +8,7 @@ the product of its shape; every index < codebook size; totals add up. Prints ``O
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -90,9 +91,11 @@ def verify(out_dir: str | Path) -> list[str]:
 
 def _run(argv: list[str]) -> int:
     parser = OneLineParser(prog="fsqtok shards", description="Index-shard tools.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser("verify", help="check checksums, counts, token range and the manifest")
     p.add_argument("output", metavar="OUT", help="a folder written by `fsqtok tokenize`")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     args = parser.parse_args(argv)
     if not Path(args.output).is_dir():
         raise UsageError(f"{args.output}: no such folder")

@@ -54,17 +54,29 @@ def tmp_path(path: Path) -> Path:
 
 
 def shard_complete(out: Path, i: int) -> bool:
+    """Shard ``i``'s Parquet file and sidecar are both in place (see :func:`shard_intact` for their bytes)."""
     pq_path, js_path = shard_paths(out, i)
     return pq_path.is_file() and js_path.is_file()
 
 
+def shard_intact(out: Path, i: int) -> bool:
+    """Complete, and the Parquet file still has the sha256 its sidecar recorded when it was written."""
+    if not shard_complete(out, i):
+        return False
+    try:
+        recorded = read_sidecar(out, i)["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return sha256_file(shard_paths(out, i)[0]) == recorded
+
+
 def complete_shards(out: Path) -> set[int]:
-    """Indices of the shards of ``out`` that are complete (Parquet file and sidecar both in place)."""
+    """Indices of the shards of ``out`` that are intact (:func:`shard_intact`); a resume rewrites the others."""
     meta = Path(out) / META_DIR
     found = set()
     for p in meta.glob("shard-*.json") if meta.is_dir() else []:
         stem = p.stem.removeprefix("shard-")
-        if stem.isdigit() and shard_complete(out, int(stem)):
+        if stem.isdigit() and shard_intact(out, int(stem)):
             found.add(int(stem))
     return found
 
@@ -90,7 +102,11 @@ def build_table(rows: list[dict[str, Any]], dtype: np.dtype, modality: str) -> p
     lengths = np.array([len(f) for f in flat], dtype=np.int64)
     offsets = np.zeros(len(rows) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    values = np.concatenate(flat).astype(dtype) if flat else np.zeros(0, dtype)
+    values = np.concatenate(flat) if flat else np.zeros(0, dtype)
+    if values.size and (int(values.min()) < 0 or int(values.max()) > np.iinfo(dtype).max):
+        raise ValueError(f"tokens {int(values.min())}..{int(values.max())} do not fit {dtype.name}; "
+                         "refusing to write wrapped-around tokens")
+    values = values.astype(dtype)
     tokens = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.array(values))
     cols = {
         "key": pa.array([r["key"] for r in rows], pa.string()),

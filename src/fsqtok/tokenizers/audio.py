@@ -21,7 +21,8 @@ from torch import Tensor
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
 from ..encoders.blocks import streaming
-from .base import Tokenizer, TokenizerConfig, TokenizerOutput
+from .base import Tokenizer
+from .config import TokenizerConfig, TokenizerOutput
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ class AudioConfig(TokenizerConfig):
     """:class:`AudioTokenizer` config. Defaults: a tiny causal model, 16 kHz, 50 tokens/s, 4 residual FSQ stages."""
 
     quantizer: str = "rfsq"
-    num_stages: int = 4  # 4 x log2(1000) bits x 50 tokens/s ~ 2 kbit/s
-    quantize_dropout: bool = True  # train every prefix of stages, so any prefix decodes well
+    num_stages: int | None = None  # None: 4 for "rfsq" (4 x log2(1000) bits x 50 tokens/s ~ 2 kbit/s), else 1
+    quantize_dropout: bool | None = None  # None: True for "rfsq" (any prefix of stages decodes well), else False
     sample_rate: int = 16000  # Hz of the waveforms the model takes and returns
     channels: str = "mono"  # "mono" (mix down) or "independent" (each channel tokenized on its own)
     base_channels: int = 8  # width after the input conv; doubles at every stride (DAC: 64)
@@ -39,6 +40,11 @@ class AudioConfig(TokenizerConfig):
     causal: bool = True  # left padding only: streaming and chunked encoding
 
     def __post_init__(self) -> None:
+        residual = self.quantizer == "rfsq"
+        if self.num_stages is None:
+            object.__setattr__(self, "num_stages", 4 if residual else 1)
+        if self.quantize_dropout is None:
+            object.__setattr__(self, "quantize_dropout", residual)
         super().__post_init__()
         self._check_int("sample_rate", minimum=1)
         self._check_choice("channels", ("mono", "independent"))
@@ -125,11 +131,14 @@ class AudioTokenizer(Tokenizer):
         return int(self._independent)
 
     def _resampled_length(self, length: int, sample_rate: int | None) -> int:
+        """Samples after ``torchaudio.functional.resample`` to ``config.sample_rate``, computed as it
+        computes them (a float32 ceil, which for long inputs can differ from the exact ceil by one)."""
         sr = self._check_rate(sample_rate)
         if sr == self.config.sample_rate:
             return length
         g = math.gcd(sr, self.config.sample_rate)
-        return math.ceil(length * (self.config.sample_rate // g) / (sr // g))
+        orig, new = sr // g, self.config.sample_rate // g
+        return int(torch.ceil(torch.as_tensor(new * length / orig)))
 
     def _check_rate(self, sample_rate: int | None) -> int:
         if sample_rate is None:
@@ -183,6 +192,33 @@ class AudioTokenizer(Tokenizer):
     def encode(self, x: Tensor, sample_rate: int | None = None) -> Tensor:  # type: ignore[override]
         """Waveform ``(B, C, T)`` (at ``sample_rate``, default the config's) -> int64 tokens."""
         return self._encode_prepared(*self._prepare(x, sample_rate))
+
+    def decode(  # type: ignore[override]
+        self,
+        indices: Tensor,
+        *,
+        input_shape: Sequence[int] | None = None,
+        num_stages: int | None = None,
+        sample_rate: int | None = None,
+    ) -> Tensor:
+        """Tokens -> waveform at ``config.sample_rate``.
+
+        ``input_shape`` and ``sample_rate`` are what :meth:`encode` was given: the output is cropped
+        to the input's length after resampling, ``(B, C or 1, T')``.
+        """
+        if input_shape is not None:
+            b, c, t = self._check_shape(input_shape, None)
+            input_shape = (b, c, self._resampled_length(t, sample_rate))
+        elif sample_rate is not None:
+            self._fail("sample_rate is used with input_shape (the shape and rate given to encode)")
+        return super().decode(indices, input_shape=input_shape, num_stages=num_stages)
+
+    def _input_shape_hint(self) -> str:
+        return f" at {self.config.sample_rate} Hz (pass sample_rate= too when encode was given one)"
+
+    def _card_usage(self) -> str:
+        return ("indices = tokenizer.encode(x, sample_rate=sr)  # x: (B, C, T) at sr Hz\n"
+                f"x_hat = tokenizer.decode(indices, input_shape=x.shape, sample_rate=sr)  # at {self.config.sample_rate} Hz")
 
     def forward(self, x: Tensor, sample_rate: int | None = None) -> TokenizerOutput:  # type: ignore[override]
         """Encode, quantize and decode; the reconstruction is at ``config.sample_rate``."""

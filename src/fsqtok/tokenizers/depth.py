@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..quantizers import QuantizerOutput
-from .base import TokenizerConfig, TokenizerOutput
+from .config import TokenizerConfig, TokenizerOutput
 from .image import Conv2dConfig, Conv2dTokenizer
 
 
@@ -119,7 +119,6 @@ class DepthTokenizer(Conv2dTokenizer):
     def _output(self, reconstruction: Tensor, y: Tensor, q: QuantizerOutput, ctx: dict[str, Any]) -> DepthOutput:
         return DepthOutput(
             reconstruction=reconstruction,
-            indices=q.indices,
             quantizer_loss=q.loss,
             quantizer_output=q,
             valid_mask=ctx["valid"],

@@ -166,7 +166,6 @@ class Checkpointer:
         self.output_dir = Path(output_dir)
         self.every, self.keep_last = int(every), int(keep_last)
         self.save_model, self.model_dir = save_model, model_dir
-        self.step = 0
 
     @property
     def main(self) -> bool:
@@ -182,7 +181,6 @@ class Checkpointer:
                 lines = [s.strip() for s in str(e).splitlines() if s.strip()]
                 detail = next((s for s in lines if "mismatch" in s or "Missing" in s), lines[0] if lines else type(e).__name__)
                 raise CheckpointError(f"--resume {resume_from}: the checkpoint does not fit this run ({detail})") from None
-            self.step = step_of(resume_from)
         if self.main:
             if overwrite:
                 for name in (*RUN_FILES, "logs", self.model_dir):
@@ -214,10 +212,9 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()  # every process's RNG state is on disk before DONE
         if self.main:
             (path / "DONE").write_text(f"{step}\n")
-            done = [p for p in checkpoint_dirs(self.output_dir) if step_of(p) <= step]
+            done = checkpoint_dirs(self.output_dir)  # all of this run: prepare_output_dir refused others
             for old in done[: -self.keep_last] if self.keep_last > 0 else []:
                 shutil.rmtree(old, ignore_errors=True)
-        self.step = step
         self.accelerator.wait_for_everyone()
         return path
 
@@ -231,5 +228,5 @@ class Checkpointer:
 
     def last_good(self) -> Path | None:
         """The newest complete checkpoint of this run, if any."""
-        done = [p for p in checkpoint_dirs(self.output_dir) if step_of(p) <= self.step]
+        done = checkpoint_dirs(self.output_dir)
         return done[-1] if done else None

@@ -156,11 +156,25 @@ def grid(originals: Tensor, reconstructions: Tensor, modality: str, cols: int = 
     return canvas
 
 
-def media_for_logging(modality: str, x: Tensor, y: Tensor) -> dict[str, Tensor]:
-    """What the recipe sends to TensorBoard: a grid image, or the audio clips themselves."""
-    if modality == "audio":
-        return {"original": x.detach().cpu(), "reconstruction": y.detach().cpu()}
-    return {"reconstructions": grid(x.detach(), y.detach(), modality)}
+@torch.no_grad()
+def log_reconstructions(log, model: nn.Module, dataset, modality: str, step: int, sample_rate: int = 16000,
+                        num: int = 4) -> None:
+    """The first ``num`` items of ``dataset`` beside ``model``'s reconstructions, to a
+    :class:`~fsqtok.training.TrainLogger` with TensorBoard: one grid image (image, depth, video
+    frames), or the first two audio clips of each. Does nothing without TensorBoard."""
+    if log.tb is None:
+        return
+    was_training = model.training
+    model.eval()
+    x = torch.stack([dataset[i] for i in range(min(num, len(dataset)))]).to(next(model.parameters()).device)
+    y = model(x).reconstruction
+    model.train(was_training)
+    if modality != "audio":
+        log.images("reconstructions", grid(x, y, modality), step)
+        return
+    for name, clips in (("original", x), ("reconstruction", y)):
+        for i, clip in enumerate(clips[:2]):
+            log.audio(f"{name}/{i}", clip.mean(0), step, sample_rate)
 
 
 def markdown_table(results: dict[str, dict[str, float]]) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from .checkpoint import CheckpointError
 from .config import RecipeConfigError
 from .guards import NonFiniteLoss
 
+
+RANK0_GRACE_S = 1.0
 
 
 def known_errors() -> tuple[type[BaseException], ...]:
@@ -107,6 +110,8 @@ def run_recipe(body: Callable[[argparse.Namespace], int], argv: Sequence[str] | 
             raise
         known = isinstance(e, known_errors())
         if known and _rank() != 0:
+            # rank 0 reports it; the launcher stops every rank once one fails, so give rank 0 time to print
+            time.sleep(RANK0_GRACE_S)
             return EXIT_INPUT
         prefix = "error: " if known else f"error (rank {_rank()}, {type(e).__name__}): "
         lines = str(e).splitlines() if known else [" ".join(str(e).split())]

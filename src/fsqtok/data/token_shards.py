@@ -1,4 +1,4 @@
-"""Reading index shards for training.
+"""Token shards as a source: reading the index shards that ``fsqtok tokenize`` writes, for training.
 
 * :class:`ShardDataset`: map-style, random access. Columns are loaded once through pyarrow
   into numpy (the tokens stay in their small unsigned dtype: a million 16x16 grids at uint16
@@ -16,6 +16,7 @@ Rows are ``{"key": str, "tokens": int64 tensor of the row's shape, "label": str 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -23,7 +24,15 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from .manifest import read_manifest
+MANIFEST_FILE = "manifest.json"
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The ``manifest.json`` of a finished shards output (a ``FileNotFoundError`` naming the folder otherwise)."""
+    path = Path(out) / MANIFEST_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{out}: no {MANIFEST_FILE} (not a finished fsqtok shards output)")
+    return json.loads(path.read_text())
 
 
 def shard_files(out_dir: str | Path) -> list[Path]:

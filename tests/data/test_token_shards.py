@@ -1,16 +1,29 @@
-"""The shard reader: random access and deterministic, exactly-once streaming across ranks."""
+"""Token shards as a source: random access and deterministic, exactly-once streaming across ranks."""
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import NUM_IMAGES
-from fsqtok.shards import ShardDataset, ShardStream
+from fsqtok.data import ShardDataset, ShardStream
+from fsqtok.shards.manifest import build_manifest, run_record, write_manifest
+from fsqtok.shards.writer import write_shard
+
+NUM_IMAGES = 14
 
 
 @pytest.fixture(scope="module")
-def out(done):
-    return done
+def out(tmp_path_factory):
+    """14 rows of 4x4 tokens (codebook 1000, uint16) in shards of 4, 4, 4 and 2 rows, as tokenize writes them."""
+    out = tmp_path_factory.mktemp("token_shards")
+    rng = np.random.default_rng(0)
+    rows = [{"key": f"{'cat' if i % 2 else 'dog'}/{i:03d}.png", "tokens": rng.integers(0, 1000, (4, 4)).astype(np.uint16),
+             "label": "cat" if i % 2 else "dog"} for i in range(NUM_IMAGES)]
+    rows.sort(key=lambda r: r["key"])
+    for i in range(4):
+        write_shard(out, i, rows[4 * i:4 * i + 4], [], np.dtype(np.uint16), "image")
+    record = run_record({"codebook_size": 1000}, {"type": "test"}, {})
+    write_manifest(out, build_manifest(out, record, 4, NUM_IMAGES, "uint16"))
+    return out
 
 
 def test_random_access(out):

@@ -1,0 +1,211 @@
+"""``tokenize(job)``: a dataset -> index shards, as a library function over a :class:`TokenizeJob`.
+
+    from fsqtok.shards import TokenizeJob, tokenize
+    summary = tokenize(TokenizeJob(tokenizer="runs/tok", data="photos/", output="shards/", size=256))
+
+Shard ``i`` holds ``keys[i*shard_size:(i+1)*shard_size]`` of the source's key list (sorted
+paths, or dataset row order); rank ``r`` of ``N`` writes the shards with ``i % N == r``; rank 0
+writes ``manifest.json`` after a barrier. Batches never cross a shard boundary and rows are
+sorted by key, so a shard's bytes do not depend on which rank wrote it, on the number of
+decode workers or on whether the run was resumed. Running the same job again resumes: shards
+whose Parquet file matches its sidecar's sha256 are kept, any other (partial, or changed since
+it was written) is written again. A different tokenizer, source or selection (preprocessing,
+shard size, batch size) is refused unless ``overwrite``; ``overwrite`` checks everything before
+it deletes anything.
+
+Sources and preprocessing: :mod:`fsqtok.data` (the same :class:`~fsqtok.data.Preprocess` as
+training). Images and videos are read with the tokenizer's input channels (1 or 3). A token
+outside ``[0, codebook_size)`` is never written: that sample is listed as failed. Decoding runs
+in ``num_workers`` DataLoader worker processes; Parquet writing and checksums run in a
+background thread; the encoder runs in the main process. On CPU denormal floats are flushed to
+zero while encoding (silence and zero padding otherwise slow the audio encoder ~50x).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.preprocess import DataError
+from .batches import map_batches, stream_batches
+from .job import TokenizeJob, load_tokenizer, open_source, preprocess_for
+from .manifest import (build_manifest, check_output, check_reusable, prepare_output, run_record, tokenizer_identity,
+                       write_manifest)
+from .writer import DATA_DIR, META_DIR, complete_shards, shard_paths, tmp_path, token_dtype, write_shard
+
+
+def encode_batch(tok: Any, batch: dict[str, Any], device: torch.device, dtype: np.dtype,
+                 stats: dict[str, float]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
+    """Encode one batch (stacked groups of equal shape); returns rows and failures.
+
+    A group that fails is retried one sample at a time to isolate the bad one. Tokens outside
+    ``[0, codebook_size)`` (e.g. from NaN weights) fail their sample and are never cast.
+    """
+    items = batch["items"]
+    failures = [{"key": it["key"], "reason": it["error"]} for it in items if it["error"] is not None]
+    rows = []
+    for positions, x in batch["groups"]:
+        try:
+            encoded = list(zip(positions, _encode(tok, x, device, stats)))
+        except (RuntimeError, ValueError):
+            encoded = []
+            for j, pos in enumerate(positions):
+                try:
+                    encoded.append((pos, _encode(tok, x[j:j + 1], device, stats)[0]))
+                except (RuntimeError, ValueError) as e:
+                    key = items[pos]["key"]
+                    failures.append({"key": key, "reason": f"{key}: encode failed: {' '.join(str(e).split())}"})
+        for pos, tokens in encoded:
+            it = items[pos]
+            lo, hi = (int(tokens.min()), int(tokens.max())) if tokens.size else (0, 0)
+            if lo < 0 or hi >= tok.codebook_size:
+                bad = lo if lo < 0 else hi
+                failures.append({"key": it["key"], "reason": f"{it['key']}: token {bad} outside "
+                                 f"[0, {tok.codebook_size}) (non-finite latents or weights?)"})
+                continue
+            rows.append({"key": it["key"], "tokens": tokens.astype(dtype), "label": it["label"], **it["meta"]})
+    return rows, failures
+
+
+def _encode(tok: Any, x: torch.Tensor, device: torch.device, stats: dict[str, float]) -> np.ndarray:
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        idx = tok.encode(x.to(device, non_blocking=True))
+    out = idx.cpu().numpy()
+    stats["encode_s"] += time.perf_counter() - t0
+    stats["encoded"] += x.shape[0]
+    return out
+
+
+class _Wanted:
+    """Picklable predicate: is shard ``i`` this rank's, and not complete when the run started?"""
+
+    def __init__(self, rank: int, world: int, complete: set[int]) -> None:
+        self.rank, self.world, self.complete = rank, world, frozenset(complete)
+
+    def __call__(self, i: int) -> bool:
+        return i % self.world == self.rank and i not in self.complete
+
+
+def _clear_partial(out: Path, i: int) -> None:
+    """Leftovers of shard ``i`` (a Parquet file without a matching sidecar, temporary files)."""
+    for p in shard_paths(out, i):
+        for q in (p, tmp_path(p)):
+            if q.exists():
+                q.unlink()
+
+
+def tokenize(job: TokenizeJob) -> dict[str, Any]:
+    """Run (or resume) one tokenization; returns the summary (rows, failed, shards, throughput...).
+
+    Raises :class:`JobError` for settings that cannot work, :class:`~fsqtok.data.DataError` for a
+    source that cannot be used, and :class:`~fsqtok.shards.manifest.OutputMismatch` for an output
+    folder that holds something else.
+    """
+    from accelerate import PartialState
+    from accelerate.utils import gather_object
+
+    job.check()
+    # accelerate only sets up multi-process CPU runs when asked for the CPU explicitly
+    cpu = (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+           or (job.device or "").startswith("cpu") or not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
+    rank, world = state.process_index, state.num_processes
+    if world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate set up 1; "
+                           "for CPU runs set ACCELERATE_USE_CPU=true")
+    tok = load_tokenizer(job.tokenizer)
+    device = torch.device(job.device) if job.device else state.device
+    tok = tok.to(device).eval()
+    prep = preprocess_for(tok, job)
+    source = open_source(job, tok.modality)
+    dtype = token_dtype(tok.codebook_size)
+    selection = {"preprocess": prep.to_dict(), "shard_size": job.shard_size, "batch_size": job.batch_size}
+    record = run_record(tokenizer_identity(tok, job.tokenizer), source.describe(), selection)
+    out = Path(job.output)
+
+    check_reusable(out, record, job.overwrite)  # every rank, read-only: a refusal never leaves a rank waiting
+    state.wait_for_everyone()
+    if state.is_main_process:
+        prepare_output(out, record, job.overwrite)
+    state.wait_for_everyone()
+    check_output(out, record)
+
+    size = job.shard_size
+    wanted = _Wanted(rank, world, complete_shards(out))
+    stats: dict[str, float] = {"encode_s": 0.0, "encoded": 0}
+    seen: dict[str, int] = {}
+    if source.keys is not None:
+        n = len(source.keys)
+        todo = [i for i in range(math.ceil(n / size)) if wanted(i)]
+        batches = map_batches(source, prep, todo, size, job.batch_size, job.num_workers, device)
+    else:
+        batches = stream_batches(source, prep, wanted, size, job.batch_size, job.num_workers, device, seen)
+
+    pool = ThreadPoolExecutor(1)  # Parquet writing overlaps the next shard's encoding
+    futures = []
+    written = rows_written = tokens_written = 0
+    state.wait_for_everyone()
+    t_start = time.perf_counter()
+
+    def flush(shard: int, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
+        nonlocal written, rows_written, tokens_written
+        rows_written += len(rows)
+        tokens_written += sum(int(r["tokens"].size) for r in rows)
+        rows.sort(key=lambda row: row["key"])
+        failures.sort(key=lambda row: row["key"])
+        _clear_partial(out, shard)
+        futures.append(pool.submit(write_shard, out, shard, rows, failures, dtype, tok.modality))
+        written += 1
+
+    current, rows, failures = None, [], []
+    flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        for shard, batch in batches:
+            if current is not None and shard != current:
+                if shard < current:
+                    raise RuntimeError(f"internal: batches out of order (shard {shard} after {current})")
+                flush(current, rows, failures)
+                rows, failures = [], []
+            current = shard
+            r, f = encode_batch(tok, batch, device, dtype, stats)
+            rows += r
+            failures += f
+        if current is not None:
+            flush(current, rows, failures)
+        for fut in futures:
+            fut.result()
+    finally:
+        pool.shutdown(wait=True)
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+    if source.keys is None:
+        n = seen.get("rows", 0)
+        if n == 0:
+            raise DataError(f"--data {job.data}: the stream has no rows")
+    state.wait_for_everyone()
+    elapsed = time.perf_counter() - t_start
+    mine = sum(1 for i in range(math.ceil(n / size)) if i % world == rank)
+    local = {"shards_written": written, "shards_skipped": mine - written, "rows_written": rows_written,
+             "tokens_written": tokens_written, **stats}
+    per_rank = gather_object([local]) if world > 1 else [local]
+    summary: dict[str, Any] = {"rank": rank, "world_size": world, "elapsed_s": elapsed,
+                               **{k: sum(r[k] for r in per_rank) for k in local}}
+    totals = None
+    if state.is_main_process:
+        for leftover in [*out.glob(f"{DATA_DIR}/.*.tmp"), *out.glob(f"{META_DIR}/.*.tmp")]:
+            leftover.unlink()  # temp files of shards past the end (a crash at the very end)
+        manifest = build_manifest(out, record, math.ceil(n / size), n, dtype.name)
+        write_manifest(out, manifest)
+        totals = {**manifest["totals"],
+                  "first_failure": manifest["failures"][0]["reason"] if manifest["failures"] else None}
+    summary.update(gather_object([totals])[0] if world > 1 else totals)  # every rank gets rank 0's totals
+    state.wait_for_everyone()
+    return summary
