@@ -15,7 +15,8 @@ One resumable command: every stage skips what its outputs already hold, so re-ru
 5. ``fsqtok tokenize`` of ``--num-train-tokens`` train images and the test images, per main tokenizer.
 6. MaskGIT (``recipes/train_maskgit.py``) on each.
 7. sampling settings tuned on val, the same grid for both; 8. final samples scored against test with
-   ``scripts/evaluate_generation.py`` for several sampling seeds.
+   ``scripts/evaluate_generation.py`` for several sampling seeds (classifier features, with a bootstrap
+   interval and the real-vs-real floor); 9. Inception FID of the first seed on fewer images.
 
 Writes ``ROOT/results.json`` (every figure, each stage's wall time) and, with ``--figure``, the
 codebook-study plot. Runs with ``OMP_NUM_THREADS=1`` per process, ``--jobs`` processes at a time.
@@ -150,7 +151,7 @@ class Bench:
             return False
         images, _ = load_fashion_mnist("test")
         x = to_tensor(images[: self.args.num_recon])
-        clf = evg.ClassifierFeatures(load_classifier(self.root / "classifier")[0])
+        clf = evg.classifier_features(load_classifier(self.root / "classifier")[0])
         f_real = evg.features(clf, x)
         for name in todo:
             out, q, lv, steps = self.tokenizer_runs()[name]
@@ -249,6 +250,26 @@ class Bench:
         return bool(todo)
 
 
+    def inception(self) -> bool:
+        """Inception FID of the first seed's samples on ``--inception-num`` images per set (slow on a CPU)."""
+        incep = self.results.setdefault("inception", {})
+        todo = [q for q in ("fsq", "vq") if q not in incep] if self.args.inception_num else []
+        for q in todo:
+            out, n, m = self.root / f"samples/{q}/final_seed0", self.args.num_samples, self.args.inception_num
+            if not (out / "eval_inception/generation.json").is_file():
+                self.run([[sys.executable, "scripts/evaluate_generation.py", "--generated", str(out), "--num", str(n),
+                           "--reference", f"fashion-mnist:test:0:{n}", "--floor-reference",
+                           f"fashion-mnist:train:55000:{55000 + n}", "--classifier", str(self.root / "classifier"),
+                           "--inception", "auto", "--inception-num", str(m), "--cache-dir", str(self.root / "cache"),
+                           "--output-dir", str(out / "eval_inception")]], [self.root / f"logs/inception_{q}.log"])
+            r = json.loads((out / "eval_inception/generation.json").read_text())
+            if not isinstance(r.get("inception"), dict):
+                raise SystemExit(f"bench_maskgit: {r['inception']}")
+            incep[q] = r["inception"]
+            self.save()
+        return bool(todo)
+
+
 def figure(results: dict[str, Any], path: Path) -> None:
     """Codebook usage, reconstruction PSNR and index entropy of the study's tokenizers against codebook size."""
     import matplotlib
@@ -275,7 +296,8 @@ def figure(results: dict[str, Any], path: Path) -> None:
         ax.set_xlabel("log2(codebook size)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle("Fashion-MNIST tokenizers (28x28 -> 7x7 tokens), FSQ vs VQ at the FSQ paper's codebook sizes")
+    fig.suptitle(f"Fashion-MNIST tokenizers (28x28 -> 7x7 tokens, {steps} training steps each): FSQ vs VQ "
+                 "at the FSQ paper's codebook sizes")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -296,10 +318,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-tune", type=int, default=200, help="samples per tuning setting (scored against val)")
     p.add_argument("--num-samples", type=int, default=1000, help="final samples per seed (scored against test)")
     p.add_argument("--seeds", type=int, default=3, help="sampling seeds of the final samples")
+    p.add_argument("--inception-num", type=int, default=200,
+                   help="images per set for Inception FID of the first seed (0 = skip; ~1-7 s per image on a CPU)")
     p.add_argument("--results", default="results.json", help="the results file under --root")
     p.add_argument("--figure", default=None, help="write the codebook-study figure here (PNG)")
-    p.add_argument("--until", default="final", choices=["data", "classifier", "tokenizers", "tokenizer_eval",
-                                                          "tokenize", "maskgit", "tune", "final"])
+    p.add_argument("--until", default="inception", choices=["data", "classifier", "tokenizers", "tokenizer_eval",
+                                                          "tokenize", "maskgit", "tune", "final", "inception"])
     args = p.parse_args(argv)
     if min(args.jobs, args.tokenizer_steps, args.study_steps, args.num_recon, args.num_samples, args.seeds) < 1:
         p.error("counts must be >= 1")
@@ -312,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.root.mkdir(parents=True, exist_ok=True)
     bench.results["settings"] = {k: v for k, v in vars(args).items() if k not in ("root", "until", "jobs", "results", "figure")}
     bench.results["paper"] = PAPER
-    for name in ("data", "classifier", "tokenizers", "tokenizer_eval", "tokenize", "maskgit", "tune", "final"):
+    for name in ("data", "classifier", "tokenizers", "tokenizer_eval", "tokenize", "maskgit", "tune", "final", "inception"):
         bench.stage(name, getattr(bench, name))
         if name == args.until:
             break

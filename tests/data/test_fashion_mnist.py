@@ -106,13 +106,15 @@ def test_export_image_folder_writes_class_folders(tmp_path, fake):
     assert not list(out.rglob("*.tmp"))
 
 
-def test_the_tokenizer_folder_dataset_reads_the_export(tmp_path, fake):
-    from fsqtok.data.datasets import FolderDataset
+def test_the_tokenizer_recipe_reads_the_export(tmp_path, fake):
+    from fsqtok.data import build_dataset
 
     images, labels = fake
     write_idx(tmp_path / "raw", "train", images, labels)
     export_image_folder("train", tmp_path / "out", root=tmp_path / "raw")
-    ds = FolderDataset("image", tmp_path / "out", {"size": 28, "frames": 1, "seconds": 1.0}, 16000)
+    data = {"source": "folder", "path": str(tmp_path / "out"), "val_path": None, "size": 28, "frames": 1,
+            "seconds": 1.0, "num_train": 0, "num_val": 0, "sample_seed": 0}
+    ds = build_dataset("image", data, "train")
     assert len(ds) == 6
     first = sorted(range(6), key=lambda i: (FOLDER_NAMES[labels[i]], i))[0]
     assert torch.allclose(ds[0], to_tensor(images[first:first + 1])[0], atol=1e-6)

