@@ -90,6 +90,7 @@ class Bench:
                         raise SystemExit(f"bench_maskgit: {' '.join(proc.args[:3])} failed (exit {proc.returncode}); see {log}")
 
     def stage(self, name: str, fn) -> None:
+        """Run one stage; its wall time is recorded only when it computed something (not when it collected)."""
         t0 = time.perf_counter()
         did = fn()
         if did:
@@ -149,6 +150,7 @@ class Bench:
         todo = [n for n in self.tokenizer_runs() if n not in done]
         if not todo:
             return False
+        computed = False
         images, _ = load_fashion_mnist("test")
         x = to_tensor(images[: self.args.num_recon])
         clf = evg.classifier_features(load_classifier(self.root / "classifier")[0])
@@ -172,7 +174,8 @@ class Bench:
                           **evg.token_usage(idx, tok.codebook_size), "eval_seconds": round(time.perf_counter() - t0, 1)}
             (out / "eval.json").write_text(json.dumps(done[name], indent=2) + "\n")
             self.save()
-        return True
+            computed = True
+        return computed
 
     def tokenize(self) -> bool:
         cmds, logs = [], []
@@ -254,6 +257,7 @@ class Bench:
         """Inception FID of the first seed's samples on ``--inception-num`` images per set (slow on a CPU)."""
         incep = self.results.setdefault("inception", {})
         todo = [q for q in ("fsq", "vq") if q not in incep] if self.args.inception_num else []
+        ran = False
         for q in todo:
             out, n, m = self.root / f"samples/{q}/final_seed0", self.args.num_samples, self.args.inception_num
             if not (out / "eval_inception/generation.json").is_file():
@@ -262,12 +266,13 @@ class Bench:
                            f"fashion-mnist:train:55000:{55000 + n}", "--classifier", str(self.root / "classifier"),
                            "--inception", "auto", "--inception-num", str(m), "--cache-dir", str(self.root / "cache"),
                            "--output-dir", str(out / "eval_inception")]], [self.root / f"logs/inception_{q}.log"])
+                ran = True
             r = json.loads((out / "eval_inception/generation.json").read_text())
             if not isinstance(r.get("inception"), dict):
                 raise SystemExit(f"bench_maskgit: {r['inception']}")
             incep[q] = r["inception"]
             self.save()
-        return bool(todo)
+        return ran
 
 
 def figure(results: dict[str, Any], path: Path) -> None:
