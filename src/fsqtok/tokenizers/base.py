@@ -65,7 +65,8 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
         if config.quantizer == "fsq":
             self.quantizer: FSQ | ResidualFSQ | VectorQuantizer = FSQ(config.levels, self.latent_channels)
         elif config.quantizer == "vq":  # the paper's baseline, at FSQ's codebook size and code width
-            self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels)
+            self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels,
+                                             dead_code_threshold=config.vq_dead_code_threshold)
         else:
             self.quantizer = ResidualFSQ(
                 config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout,

@@ -40,10 +40,17 @@ class TokenizerConfig:
     # "rfsq": scale of stage i. "grid": r^-i with r the largest ratio the grid covers (L, or L-1 for even L),
     # so every level list converges; "levels": L^-i, for tokenizers saved before fsqtok 0.1.1 (see ResidualFSQ)
     residual_stage_scale: str = "grid"
+    # "vq": EMA usage below which a code is re-seeded from the batch (dead-code restarts; 0 = off)
+    vq_dead_code_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         self._check_choice("quantizer", ("fsq", "rfsq", "vq"))
         self._check_choice("residual_stage_scale", ("grid", "levels"))
+        self._check_float("vq_dead_code_threshold", positive=False)
+        if self.vq_dead_code_threshold < 0:
+            self._fail("vq_dead_code_threshold", f"must be >= 0, got {self.vq_dead_code_threshold}")
+        if self.quantizer != "vq" and self.vq_dead_code_threshold > 0:
+            self._fail("vq_dead_code_threshold", "needs quantizer='vq'")
         levels = self._check_ints("levels", minimum=2)
         try:
             validate_levels(levels, eps=1e-3, symmetric=False)
