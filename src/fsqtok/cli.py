@@ -15,6 +15,9 @@ Token files are safetensors: one int64 tensor per input, named ``tokens.<i>``, w
 ``fsqtok`` (a JSON record: tokenizer, ``weights_sha256`` (:meth:`~fsqtok.hub.HubMixin.weights_hash`,
 which decides the tokens), modality and, per item, the source file, input shape, and sample rate
 or fps). ``decode`` refuses tokens from a tokenizer with other weights.
+
+Length: about 340 lines, over the ~300 guideline: one parser and the four media subcommands, which
+share the token-file format; argument types live in :mod:`fsqtok.cli_support`.
 """
 
 from __future__ import annotations

@@ -240,4 +240,5 @@ def test_hub_layer_imports_no_model():
     assert result.returncode == 0, result.stderr[-2000:]
     tree = ast.parse((SRC / "fsqtok/tokenizers/base.py").read_text())
     imported = {(n.level, n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert {m for level, m in imported if level == 1} == set()  # nothing from fsqtok.tokenizers.*
+    subclasses = {"image", "depth", "audio", "video"}
+    assert not {m for level, m in imported if level == 1} & subclasses  # no tokenizer subclass (config.py is shared)

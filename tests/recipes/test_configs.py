@@ -13,11 +13,13 @@ from fsqtok.training import RecipeConfigError, build_scheduler, load_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "recipes" / "configs"
 
-ALL = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml"))
+TOKENIZER_DIRS = ("image", "depth", "audio", "video")  # train_tokenizer.py's; other recipes test their own configs
+ALL = sorted(p.relative_to(CONFIGS).as_posix() for p in CONFIGS.rglob("*.yaml")
+             if p.relative_to(CONFIGS).parts[0] in TOKENIZER_DIRS)
 
 
 def test_configs_found():
-    assert {p.split("/")[0] for p in ALL} == {"image", "depth", "audio", "video"}
+    assert {p.split("/")[0] for p in ALL} == set(TOKENIZER_DIRS)
 
 
 @pytest.mark.parametrize("name", ALL)

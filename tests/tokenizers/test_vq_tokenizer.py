@@ -26,3 +26,20 @@ def test_vq_tokenizer_trains_its_codebook():
     out = tok(torch.rand(2, 3, 32, 32) * 2 - 1)
     assert out.quantizer_loss > 0  # commitment loss
     assert not torch.equal(before, tok.quantizer.embed)  # EMA update
+
+
+def test_vq_dead_code_restarts_are_a_config_field(tmp_path):
+    """The strong VQ baseline (EMA + dead-code restarts) is reachable from a tokenizer config and survives save/load."""
+    import pytest
+
+    from fsqtok.tokenizers import ConfigError
+
+    tok = ImageTokenizer(ImageConfig(quantizer="vq", vq_dead_code_threshold=1.0))
+    assert tok.quantizer.dead_code_threshold == 1.0
+    assert ImageTokenizer(ImageConfig(quantizer="vq")).quantizer.dead_code_threshold == 0.0
+    tok.save_pretrained(tmp_path / "vq")
+    assert load_tokenizer(tmp_path / "vq").quantizer.dead_code_threshold == 1.0
+    with pytest.raises(ConfigError, match="vq_dead_code_threshold: needs quantizer='vq'"):
+        ImageConfig(vq_dead_code_threshold=1.0)
+    with pytest.raises(ConfigError, match="vq_dead_code_threshold: must be >= 0"):
+        ImageConfig(quantizer="vq", vq_dead_code_threshold=-1)

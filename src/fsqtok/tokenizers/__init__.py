@@ -1,14 +1,9 @@
 """Modality tokenizers: encoder + FSQ / residual-FSQ bottleneck + decoder, with Hub save/load."""
 
 from .audio import AudioConfig, AudioTokenizer
-from .base import (
-    CheckpointError,
-    ConfigError,
-    Tokenizer,
-    TokenizerConfig,
-    TokenizerOutput,
-    load_tokenizer,
-)
+from ..hub import CheckpointError, ConfigError
+from .base import Tokenizer, load_tokenizer
+from .config import TokenizerConfig, TokenizerOutput
 from .depth import DepthConfig, DepthOutput, DepthTokenizer
 from .image import ImageConfig, ImageTokenizer
 from .video import VideoConfig, VideoTokenizer

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
 from ..encoders.blocks import streaming
-from .base import Tokenizer, TokenizerConfig, TokenizerOutput
+from .base import Tokenizer
+from .config import TokenizerConfig, TokenizerOutput
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ..quantizers import QuantizerOutput
-from .base import TokenizerConfig, TokenizerOutput
+from .config import TokenizerConfig, TokenizerOutput
 from .image import Conv2dConfig, Conv2dTokenizer
 
 

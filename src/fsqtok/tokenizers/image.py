@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..encoders.image import ImageDecoder, ImageEncoder
-from .base import Tokenizer, TokenizerConfig
+from .base import Tokenizer
+from .config import TokenizerConfig
 
 # Pixel values beyond this magnitude are taken for un-normalized input (e.g. uint8 0..255).
 _MAX_ABS_PIXEL = 2.0

@@ -20,7 +20,8 @@ from torch import Tensor
 
 from ..encoders.blocks import streaming
 from ..encoders.video import VideoDecoder, VideoEncoder
-from .base import Tokenizer, TokenizerConfig, chunk_sizes
+from .base import Tokenizer
+from .config import TokenizerConfig, chunk_sizes
 
 _MAX_ABS_PIXEL = 2.0  # see image.py
 

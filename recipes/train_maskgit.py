@@ -1,0 +1,338 @@
+"""Train a class-conditional MaskGIT on token shards (``fsqtok tokenize`` output with labels) with Accelerate.
+
+    accelerate launch recipes/train_maskgit.py --config recipes/configs/maskgit/fashion_mnist.yaml [key=value ...]
+    accelerate launch recipes/train_maskgit.py --config ... --resume          # latest checkpoint of output_dir
+    python recipes/train_maskgit.py --config recipes/configs/maskgit/fashion_mnist_debug.yaml max_steps=2
+
+One readable script; the loop is here, everything else comes from ``fsqtok.training``. The
+shards fix the model's vocabulary and grid: ``codebook_size`` and the tokenizer (path and weights
+sha256) come from their manifest, the ``(h, w)`` grid from their rows, and the classes from their
+labels (sorted, numbers in names compared as numbers). Residual (multi-stage) tokens are refused.
+With ``data.debug_images > 0`` the run makes its own tiny shards first (a random-init image
+tokenizer, built-in sample images in ``data.debug_classes`` folders) under ``output_dir/debug_data``.
+
+What one run writes under ``output_dir``: ``config.yaml``; ``checkpoints/step-N/`` (accelerate
+state, EMA, step, and a loadable ``maskgit/`` folder); ``maskgit/`` (the final model, EMA weights);
+``metrics.jsonl``, ``train.log``; ``logs/`` (TensorBoard: scalars and labelled grids of decoded
+samples). Exit status: 0 done, 1 error, 2 bad arguments, 130 stopped by Ctrl-C after saving.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from accelerate.utils import set_seed
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from fsqtok.cli_support import exit_process
+from fsqtok.data import DataError, EpochSampler
+from fsqtok.generative import MaskGIT, MaskGITConfig
+from fsqtok.generative.sampling import class_name, decode_images, labelled_grid, load_matching_tokenizer
+from fsqtok.hub import ConfigError
+from fsqtok.shards import ShardDataset
+from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
+                             StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, load_config,
+                             prepare_output_dir, run_recipe)
+
+MODEL_FIELDS = ("width", "depth", "heads", "mlp_ratio", "dropout", "label_smoothing", "class_dropout")
+DEFAULTS: dict[str, Any] = {
+    "output_dir": "runs/maskgit",
+    "max_steps": 20000,  # optimizer steps
+    "seed": 0,
+    "mixed_precision": "no",  # no | bf16 | fp16
+    "data": {
+        "train": None,  # token shards folder (fsqtok tokenize --labels ...); required unless debug_images > 0
+        "val": None,  # held-out shards of the same tokenizer: masked-token loss at eval_every
+        "tokenizer": None,  # the tokenizer for sample grids (default: the one the manifest names; hash checked)
+        "batch_size": 64,  # per process
+        "num_workers": 0,
+        "debug_images": 0,  # > 0: make that many tiny tokenized built-in images (no data needed)
+        "debug_classes": 2,
+    },
+    "model": {k: getattr(MaskGITConfig(), k) for k in MODEL_FIELDS},  # fsqtok.generative.MaskGITConfig fields
+    "optim": {"lr": 4e-4, "betas": [0.9, 0.96], "weight_decay": 0.045, "schedule": "cosine", "warmup_steps": 1000,
+              "min_lr_ratio": 0.0, "grad_clip": 1.0, "gradient_accumulation_steps": 1, "ema_decay": 0.999},
+    "sample": {  # TensorBoard grids of decoded samples (EMA weights, fixed seed)
+        "every": 1000,  # steps between grids (0 = only at the end)
+        "per_class": 8, "max_classes": 10, "steps": 12, "temperature": 1.0, "noise": 4.5, "guidance": 0.0,
+    },
+    "log": {"every": 50, "eval_every": 1000, "tensorboard": True, "progress_bar": True},
+    "checkpoint": {"every": 1000, "keep_last": 2},
+    "push_to_hub": False,
+    "hub_model_id": None,
+    "hub_private": False,
+}
+FIXED_KEYS = ("model", "data.train", "seed")  # a resumed run may not change what shapes the weights or the data order
+
+
+def check_config(cfg) -> None:
+    c = ConfigChecks(cfg)
+    c.positive("max_steps", "data.batch_size", "optim.lr", "optim.gradient_accumulation_steps",
+               "log.every", "checkpoint.every", "sample.per_class", "sample.max_classes", "sample.steps",
+               "data.debug_classes")
+    c.non_negative("optim.warmup_steps", "data.num_workers", "data.debug_images", "optim.weight_decay", "optim.grad_clip", "log.eval_every",
+                   "sample.every", "sample.temperature", "sample.noise", "sample.guidance", "checkpoint.keep_last")
+    c.in_range("optim.ema_decay", 0.0, 1.0, high_open=True)
+    c.in_range("optim.min_lr_ratio", 0.0, 1.0)
+    c.choice("optim.schedule", ("cosine", "linear", "constant"))
+    c.choice("mixed_precision", ("no", "bf16", "fp16"))
+    if cfg.data.train is None and cfg.data.debug_images == 0:
+        c.error("data.train: required (a token shards folder), or set data.debug_images > 0 for built-in debug data")
+    if cfg.push_to_hub and not cfg.hub_model_id:
+        c.error("push_to_hub=true needs hub_model_id=user/name")
+    c.done()
+
+
+# --------------------------------------------------------------------------- data
+
+
+def natural_key(label: str) -> list:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", label)]
+
+
+class TokenLabels(Dataset):
+    """Shard rows as ``(tokens int64 (h, w), class id int64)``; the tokens stay in their small dtype in memory."""
+
+    def __init__(self, shards: ShardDataset, class_names: list[str], where: str) -> None:
+        if any(lb is None for lb in shards.labels):
+            raise DataError(f"{where}: rows without a label; tokenize with labels (fsqtok tokenize --labels ...)")
+        unknown = sorted(set(shards.labels) - set(class_names))
+        if unknown:
+            raise DataError(f"{where}: labels not in the training classes: {', '.join(unknown[:5])}")
+        ids = {name: i for i, name in enumerate(class_names)}
+        self.tokens = shards.array()
+        self.labels = torch.tensor([ids[lb] for lb in shards.labels])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
+        return torch.from_numpy(self.tokens[i].astype(np.int64)), self.labels[i]
+
+
+def open_shards(path: str, where: str) -> ShardDataset:
+    try:
+        shards = ShardDataset(path)
+        grid = shards.array().shape[1:]
+    except (FileNotFoundError, ValueError) as e:
+        raise DataError(f"{where}={path}: {e}") from None
+    tok = shards.manifest["tokenizer"]
+    if tok.get("num_stages", 1) != 1:
+        raise DataError(f"{where}={path}: residual tokens ({tok['num_stages']} stages) are not supported by MaskGIT yet; "
+                        "tokenize with a plain FSQ or VQ tokenizer")
+    if len(grid) != 2:
+        raise DataError(f"{where}={path}: token rows of shape {tuple(grid)}; MaskGIT takes image token grids (h, w)")
+    return shards
+
+
+def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
+    """A random-init tiny image tokenizer, ``n`` built-in 16x16 images in ``classes`` class folders, tokenized."""
+    from accelerate import PartialState
+
+    from fsqtok.data.samples import sample_images
+    from fsqtok.media.image import write_image
+    from fsqtok.shards import TokenizeJob, tokenize
+    from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+
+    state = PartialState()
+    if state.is_main_process and not (out / "images").is_dir():
+        torch.manual_seed(seed)
+        tok = ImageTokenizer(ImageConfig(levels=(8, 5, 5, 5), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                                         mid_attention=False))
+        tok.save_pretrained(out / "tokenizer")
+        for i, img in enumerate(sample_images(n, size=16, seed=seed)):
+            (out / "images" / f"class{i % classes}").mkdir(parents=True, exist_ok=True)
+            write_image(out / "images" / f"class{i % classes}" / f"{i:04d}.png", img)
+    state.wait_for_everyone()
+    tokenize(TokenizeJob(tokenizer=str(out / "tokenizer"), data=str(out / "images"), output=out / "shards",
+                         labels="folder", num_workers=0))
+    return str(out / "shards")
+
+
+# --------------------------------------------------------------------------- model
+
+
+class LossModule(nn.Module):
+    """``forward(tokens, labels) -> MaskGIT.loss``, so the distributed wrapper sees the loss as a forward call."""
+
+    def __init__(self, model: MaskGIT) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, labels: Tensor) -> Tensor:
+        return self.model.loss(tokens, labels)
+
+
+def build_model_config(cfg, shards: ShardDataset, class_names: list[str]) -> MaskGITConfig:
+    tok = shards.manifest["tokenizer"]
+    try:
+        return MaskGITConfig(codebook_size=int(tok["codebook_size"]), grid=tuple(shards.array().shape[1:]),
+                             num_classes=len(class_names), class_names=tuple(class_names),
+                             tokenizer=cfg.data.tokenizer or tok["source"], tokenizer_sha256=tok["weights_sha256"],
+                             **cfg.model)
+    except (ConfigError, TypeError) as e:
+        raise RecipeConfigError(f"model: {e}") from None
+
+
+@torch.no_grad()
+def val_loss(accelerator, model: MaskGIT, loader: DataLoader) -> float:
+    """Masked-token loss on held-out shards, with masks drawn from a fixed seed (comparable across steps)."""
+    g = torch.Generator(accelerator.device).manual_seed(1234 + accelerator.process_index)
+    model.eval()
+    total = torch.zeros(2, dtype=torch.float64, device=accelerator.device)
+    for tokens, labels in loader:
+        total += torch.stack([model.loss(tokens, labels, generator=g).double() * len(labels),
+                              torch.tensor(float(len(labels)), dtype=torch.float64, device=accelerator.device)])
+    total = accelerator.reduce(total, "sum")
+    return float(total[0] / total[1].clamp(min=1))
+
+
+@torch.no_grad()
+def sample_grid(model: MaskGIT, tok, sc, device) -> Tensor:
+    """A labelled grid (3, H, W) in [0, 1] of ``sc.per_class`` samples for each of the first ``sc.max_classes`` classes."""
+    cfg = model.config
+    classes = list(range(min(cfg.num_classes, sc.max_classes)))
+    labels = torch.tensor(classes, device=device).repeat_interleave(sc.per_class)
+    model.eval()
+    tokens = model.generate(labels, steps=sc.steps, temperature=sc.temperature, noise=sc.noise, guidance=sc.guidance,
+                            generator=torch.Generator(device).manual_seed(0))
+    return labelled_grid(decode_images(tok, tokens), labels.tolist(), [class_name(cfg, c) for c in range(cfg.num_classes)],
+                         per_row=sc.per_class)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
+    check_config(cfg)
+    run_dir, oc = Path(cfg.output_dir), cfg.optim
+    resume_from = prepare_output_dir(run_dir, cfg.to_dict(), resume=resume, overwrite=overwrite, fixed_keys=FIXED_KEYS)
+    accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
+                                    gradient_accumulation_steps=oc.gradient_accumulation_steps)
+    train_path = cfg.data.train or make_debug_shards(run_dir / "debug_data", cfg.data.debug_images,
+                                                     cfg.data.debug_classes, cfg.seed)
+    shards = open_shards(train_path, "data.train")
+    class_names = sorted({lb for lb in shards.labels if lb is not None}, key=natural_key)
+    train_set = TokenLabels(shards, class_names, f"data.train={train_path}")
+    mcfg = build_model_config(cfg, shards, class_names)
+    val_set = None
+    if cfg.data.val:
+        val = open_shards(cfg.data.val, "data.val")
+        if val.manifest["tokenizer"]["weights_sha256"] != mcfg.tokenizer_sha256:
+            raise DataError(f"data.val={cfg.data.val}: made by another tokenizer than data.train")
+        val_set = TokenLabels(val, class_names, f"data.val={cfg.data.val}")
+    if len(train_set) < cfg.data.batch_size * accelerator.num_processes:
+        raise DataError(f"{len(train_set)} training rows are too few for data.batch_size={cfg.data.batch_size} "
+                        f"on {accelerator.num_processes} process(es)")
+    tok = None
+    if cfg.log.tensorboard and accelerator.is_main_process:  # checked now, not at the first grid
+        tok = load_matching_tokenizer(mcfg).to(accelerator.device)
+
+    set_seed(cfg.seed)  # the same initial weights on every process
+    model = MaskGIT(mcfg)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay)
+    scheduler = build_scheduler(optimizer, oc, cfg.max_steps)
+    loader_kw = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)
+    # the loader's own generator: starting an epoch (or a resumed one) must not draw from the global RNG,
+    # which the masks, class dropout and dropout use and the checkpoints restore
+    train_dl = DataLoader(train_set, sampler=EpochSampler(len(train_set), cfg.seed), drop_last=True,
+                          generator=torch.Generator().manual_seed(cfg.seed), **loader_kw)
+    val_dl = DataLoader(val_set, shuffle=False, **loader_kw) if val_set is not None else None
+    step_fn, optimizer, scheduler, train_dl = accelerator.prepare(LossModule(model), optimizer, scheduler, train_dl)
+    val_dl = accelerator.prepare(val_dl) if val_dl is not None else None
+    set_seed(cfg.seed, device_specific=True)  # each process draws its own masks and class dropout
+    ema = EMA(model, oc.ema_decay) if oc.ema_decay > 0 else None
+    averaged = (lambda: ema.swapped_into(model)) if ema is not None else contextlib.nullcontext
+    state = TrainState()
+    accelerator.register_for_checkpointing(state, *([ema] if ema is not None else []))
+
+    def save_model(path: Path) -> None:
+        with averaged():
+            model.save_pretrained(path)
+
+    ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
+                        save_model=save_model, model_dir="maskgit")
+    ckpt.start(cfg.to_dict(), resume_from, overwrite)
+    accum = oc.gradient_accumulation_steps
+    global_batch = cfg.data.batch_size * accum * accelerator.num_processes
+    log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
+                      global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
+                      hparams=cfg.to_dict())
+    if resume_from is not None:
+        log.line(f"resumed from {resume_from} at step {state.step}")
+    log.line(f"training MaskGIT: {sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} rows of "
+             f"{mcfg.grid[0]}x{mcfg.grid[1]} tokens ({mcfg.codebook_size} codes, {mcfg.num_classes} classes) from "
+             f"{train_path}, global batch {global_batch}, steps {state.step} -> {cfg.max_steps}")
+    accelerator.step = state.step * accum
+    epoch, skip = divmod(state.step * accum, len(train_dl))
+    code = 0
+    with StopRequest() as stop:
+        while state.step < cfg.max_steps and code == 0:
+            train_dl.set_epoch(epoch)
+            for tokens, labels in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
+                step_fn.train()
+                with accelerator.accumulate(step_fn):
+                    with accelerator.autocast():
+                        loss = step_fn(tokens, labels)
+                    flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
+                    if flags.non_finite:
+                        raise NonFiniteLoss(state.step + 1, {"loss": loss}, ckpt.last_good())
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and oc.grad_clip > 0:
+                        log.add(grad_norm=accelerator.clip_grad_norm_(step_fn.parameters(), oc.grad_clip))
+                    optimizer.step()
+                    if accelerator.sync_gradients:
+                        scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                log.add(loss=loss)
+                if not accelerator.sync_gradients:
+                    continue
+                state.step += 1
+                if ema is not None:
+                    ema.update(model)
+                log.step(state.step, loss=loss.item())
+                final = state.step == cfg.max_steps
+                if log.due(state.step, final):
+                    log.flush(state.step, lr=scheduler.get_last_lr()[0])
+                if val_dl is not None and ((cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final):
+                    with averaged():
+                        log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")
+                if tok is not None and ((cfg.sample.every and state.step % cfg.sample.every == 0) or final):
+                    with averaged():
+                        log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
+                if ckpt.due(state.step, final or flags.stop):
+                    log.line(f"saved checkpoint {ckpt.save(state.step)}")
+                if flags.stop:
+                    log.line(f"interrupted at step {state.step}: checkpoint saved; continue with --resume")
+                    code = EXIT_STOPPED
+                if final or flags.stop:
+                    break
+            epoch, skip = epoch + 1, 0
+    if code == 0:
+        final_dir = ckpt.save_final()
+        log.line(f"saved MaskGIT {final_dir}")
+        if cfg.push_to_hub and accelerator.is_main_process:
+            log.line(f"pushed to {MaskGIT.from_pretrained(final_dir).push_to_hub(cfg.hub_model_id, private=cfg.hub_private)}")
+    log.close()
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return code
+
+
+def run(args: argparse.Namespace) -> int:
+    return train(load_config(args.config, args.overrides, DEFAULTS), args.resume, args.overwrite)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_recipe(run, argv, __doc__.split("\n\n")[0])
+
+
+if __name__ == "__main__":
+    exit_process(main())

@@ -1,0 +1,140 @@
+"""recipes/train_maskgit.py: the debug config runs offline for 2 steps and writes what it should; resume is exact;
+residual tokens and a config without data are refused in one line; every MaskGIT config loads."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from accelerate.utils import set_seed
+from safetensors.torch import load_file
+
+from fsqtok.generative import MaskGIT
+from fsqtok.shards import read_manifest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "recipes" / "configs" / "maskgit"
+DEBUG = CONFIGS / "fashion_mnist_debug.yaml"
+
+
+@pytest.fixture(scope="module")
+def recipe():
+    spec = importlib.util.spec_from_file_location("fsqtok_recipe_train_maskgit", ROOT / "recipes" / "train_maskgit.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def run(recipe):
+    """``run(*overrides, resume=None) -> exit code`` of the debug config, in-process, with a clean accelerate state."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    def reset() -> None:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+        PartialState._reset_state()
+
+    def go(*overrides: str, resume: str | None = None) -> int:
+        reset()
+        try:
+            return recipe.main(["--config", str(DEBUG), *overrides, *(["--resume"] if resume else [])])
+        finally:
+            reset()
+
+    return go
+
+
+def metrics(out: Path, kind: str = "train") -> dict[int, dict]:
+    rows = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if r["kind"] == kind}
+
+
+def test_debug_recipe_two_steps_writes_model_checkpoints_and_sample_grids(run, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    assert run(f"output_dir={out}", "max_steps=2", "data.val=" + str(out / "debug_data" / "shards")) == 0
+    manifest = read_manifest(out / "debug_data" / "shards")
+    assert manifest["totals"]["rows"] == 16
+    for folder in (out / "maskgit", out / "checkpoints" / "step-000002" / "maskgit"):
+        m = MaskGIT.from_pretrained(folder)
+        cfg = m.config
+        assert cfg.grid == (8, 8) and cfg.codebook_size == 1000 and cfg.class_names == ("class0", "class1")
+        assert cfg.tokenizer_sha256 == manifest["tokenizer"]["weights_sha256"]
+        assert (cfg.width, cfg.depth, cfg.heads) == (32, 1, 2)
+    assert (out / "checkpoints" / "step-000001" / "DONE").exists() and (out / "checkpoints" / "step-000002" / "DONE").exists()
+    # the saved model holds the EMA weights: neither the live weights nor the initial ones
+    saved = load_file(out / "maskgit" / "model.safetensors")
+    live = load_file(out / "checkpoints" / "step-000002" / "model.safetensors")
+    set_seed(0)
+    init = MaskGIT(cfg).state_dict()
+    assert not torch.equal(saved["head.weight"], live["model.head.weight"])
+    assert not torch.equal(saved["head.weight"], init["head.weight"])
+    assert set(metrics(out)) == {1, 2} and set(metrics(out, "eval")) == {1, 2}
+    assert all(r["loss"] > 0 for r in metrics(out, "eval").values())
+    assert "[1 process(es) on cpu]" in (out / "train.log").read_text()
+    events = EventAccumulator(str(out / "logs"), size_guidance={"images": 0})
+    for path in (out / "logs").rglob("events.out.tfevents.*"):
+        events = EventAccumulator(str(path), size_guidance={"images": 0})
+        events.Reload()
+        if "samples" in events.Tags()["images"]:
+            break
+    grids = events.Images("samples")
+    assert [g.step for g in grids] == [1, 2] and grids[0].height > 16 and grids[0].width > 2 * 16
+
+
+def test_resume_mid_epoch_is_exact(run, tmp_path):
+    # 16 rows / batch 4 = 4 steps per epoch; resume from step 1 (mid-epoch) to step 5 (into epoch 2)
+    common = ["max_steps=5", "checkpoint.every=1", "checkpoint.keep_last=0", "log.tensorboard=false"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run(f"output_dir={a}", *common) == 0
+    (b / "checkpoints").mkdir(parents=True)
+    shutil.copytree(a / "checkpoints" / "step-000001", b / "checkpoints" / "step-000001")
+    assert run(f"output_dir={b}", *common, resume="latest") == 0
+    la, lb = metrics(a), metrics(b)
+    assert set(lb) == {2, 3, 4, 5}
+    for step in lb:
+        assert (la[step]["loss"], la[step]["grad_norm"], la[step]["lr"]) == (lb[step]["loss"], lb[step]["grad_norm"],
+                                                                              lb[step]["lr"]), step
+    wa, wb = load_file(a / "maskgit" / "model.safetensors"), load_file(b / "maskgit" / "model.safetensors")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path, capsys):
+    from fsqtok.data.samples import sample_images
+    from fsqtok.media.image import write_image
+    from fsqtok.shards import TokenizeJob, tokenize
+    from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+
+    ImageTokenizer(ImageConfig(quantizer="rfsq", num_stages=2, levels=(5, 5), base_channels=8, channel_mult=(1, 2),
+                               num_res_blocks=1, mid_attention=False)).save_pretrained(tmp_path / "tok")
+    (tmp_path / "img" / "a").mkdir(parents=True)
+    for i, x in enumerate(sample_images(4, size=8)):
+        write_image(tmp_path / "img" / "a" / f"{i}.png", x)
+    tokenize(TokenizeJob(tokenizer=str(tmp_path / "tok"), data=str(tmp_path / "img"), output=tmp_path / "shards",
+                         labels="folder", num_workers=0))
+    capsys.readouterr()
+    assert run(f"output_dir={tmp_path / 'r'}", f"data.train={tmp_path / 'shards'}", "data.debug_images=0") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "residual tokens (2 stages) are not supported" in err[0]
+    assert run(f"output_dir={tmp_path / 'r2'}", "data.debug_images=0") == 1
+    assert "data.train: required" in capsys.readouterr().err
+    assert not (tmp_path / "r2").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_loads_and_checks(recipe, path):
+    head = path.read_text().splitlines()[:3]
+    assert any(f"recipes/train_maskgit.py --config recipes/configs/maskgit/{path.name}" in s for s in head)
+    assert {"output_dir", "max_steps", "seed"} <= set(yaml.safe_load(path.read_text()))
+    recipe.check_config(recipe.load_config(str(path), [], recipe.DEFAULTS))
+    if not path.name.endswith("_debug.yaml"):
+        assert path.with_name(path.stem + "_debug.yaml").exists()
