@@ -26,9 +26,10 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) scripts/demo.py --output-dir demo
 
-# Two CPU processes over gloo through `accelerate launch` (training, exact resume, gathered evaluation).
+# Two CPU processes over gloo through `accelerate launch`: tokenizer, MaskGIT and UViM recipes (training,
+# exact resume, gathered evaluation).
 test-distributed: $(STAMP)
-	FSQTOK_TEST_DISTRIBUTED=1 $(PY) -m pytest -q tests/recipes/test_distributed_recipe.py tests/recipes/test_distributed_maskgit.py
+	FSQTOK_TEST_DISTRIBUTED=1 $(PY) -m pytest -q tests/recipes/test_distributed_recipe.py tests/recipes/test_distributed_maskgit.py tests/recipes/test_uvim_distributed.py
 
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'

@@ -16,6 +16,7 @@ from ..hub import ConfigError
 
 C = TypeVar("C", bound="ModelConfig")
 
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """Base class: subclasses declare fields with defaults and validate them in ``__post_init__``."""
@@ -43,6 +44,12 @@ class ModelConfig:
             self._fail(name, f"must be <= {hi}, got {value}")
         object.__setattr__(self, name, float(value))
         return float(value)
+
+    def _check_choice(self, name: str, choices: Sequence[str]) -> str:
+        value = getattr(self, name)
+        if value not in choices:
+            self._fail(name, f"must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+        return value
 
     def _check_ints(self, name: str, minimum: int = 1) -> tuple[int, ...]:
         """A non-empty sequence of ints >= ``minimum``, stored back as a tuple."""

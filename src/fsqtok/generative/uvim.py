@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..encoders.blocks import Downsample2d, ResBlock2d, Upsample2d, group_norm
 from ..hub import HubMixin
 from ..quantizers import QuantizerOutput
-from .uvim_config import ConfigBase
+from .config import ModelConfig
 from .uvim_quant import QUANTIZERS, build_quantizer
 from .uvim_tasks import TASKS, Task, make_task
 
@@ -36,7 +36,7 @@ CODE_DROPOUT = ("none", "random", "prefix")
 
 
 @dataclass(frozen=True)
-class UViMConfig(ConfigBase):
+class UViMConfig(ModelConfig):
     """Stage-I model config (it is the model's config.json)."""
 
     task: str = "depth"  # one of TASKS

@@ -19,11 +19,11 @@ from torch import Tensor, nn
 
 from ..hub import CheckpointError, HubMixin, looks_local
 from .uvim import UViMStage1
-from .uvim_config import ConfigBase
+from .config import ModelConfig
 
 
 @dataclass(frozen=True)
-class UViMLMConfig(ConfigBase):
+class UViMLMConfig(ModelConfig):
     """Stage-II model config (its config.json). ``stage1``/``stage1_hash`` name the stage-I model."""
 
     vocab_size: int = 4375  # stage-I codebook size

@@ -224,10 +224,7 @@ class _PanopticMetrics:
     """PQ, SQ and RQ through torchmetrics' ``PanopticQuality`` (things = classes 1.., stuff = 0)."""
 
     def __init__(self, num_classes: int) -> None:
-        try:
-            from torchmetrics.detection import PanopticQuality
-        except ImportError:
-            raise ImportError("panoptic metrics need torchmetrics: pip install 'fsqtok[uvim]'") from None
+        from torchmetrics.detection import PanopticQuality  # imported on first use: importing torchmetrics is slow
         self.pq = PanopticQuality(things=set(range(1, num_classes)), stuffs={0}, return_sq_and_rq=True,
                                   allow_unknown_preds_category=True)
 
