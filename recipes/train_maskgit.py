@@ -307,19 +307,12 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                 if tok is not None and ((cfg.sample.every and state.step % cfg.sample.every == 0) or final):
                     with averaged():
                         log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
-                if ckpt.due(state.step, final or flags.stop):
-                    log.line(f"saved checkpoint {ckpt.save(state.step)}")
-                if flags.stop:
-                    log.line(f"interrupted at step {state.step}: checkpoint saved; continue with --resume")
-                    code = EXIT_STOPPED
-                if final or flags.stop:
+                if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
+                    code = EXIT_STOPPED if flags.stop else 0
                     break
             epoch, skip = epoch + 1, 0
     if code == 0:
-        final_dir = ckpt.save_final()
-        log.line(f"saved MaskGIT {final_dir}")
-        if cfg.push_to_hub and accelerator.is_main_process:
-            log.line(f"pushed to {MaskGIT.from_pretrained(final_dir).push_to_hub(cfg.hub_model_id, private=cfg.hub_private)}")
+        ckpt.finish(log, "MaskGIT", MaskGIT, cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
     log.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()

@@ -282,21 +282,13 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                         metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
                     log.scalars(metrics, state.step, kind="eval")
                     log.line(f"eval step {state.step} {fmt(metrics)}")
-                if ckpt.due(state.step, final or flags.stop):
-                    log.line(f"saved checkpoint {ckpt.save(state.step)}")
-                if flags.stop:
-                    log.line(f"interrupted at step {state.step}: checkpoint saved; continue with --resume")
-                    code = EXIT_STOPPED
-                if final or flags.stop:
+                if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
+                    code = EXIT_STOPPED if flags.stop else 0
                     break
             epoch, skip = epoch + 1, 0
 
     if code == 0:
-        final_dir = ckpt.save_final()
-        log.line(f"saved tokenizer {final_dir}")
-        if cfg.push_to_hub and accelerator.is_main_process:
-            url = type(raw).from_pretrained(final_dir).push_to_hub(cfg.hub_model_id, private=cfg.hub_private)
-            log.line(f"pushed to {url}")
+        ckpt.finish(log, "tokenizer", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
     log.close()
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group

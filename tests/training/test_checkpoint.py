@@ -81,6 +81,38 @@ def test_keep_last_zero_keeps_all_and_every_counts_steps(make_accelerator, tmp_p
     assert names(tmp_path) == ["step-000002", "step-000004"]
 
 
+def test_end_step_saves_when_due_or_stopping_and_finish_pushes_the_final_folder(make_accelerator, tmp_path):
+    """The loop tail every recipe shares: save when due, always on the last step or a stop, then end."""
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, every=3)
+    ckpt.start(CONFIG)
+
+    class Log:
+        lines: list[str] = []
+
+        def line(self, text: str) -> None:
+            self.lines.append(text)
+
+    log = Log()
+    assert ckpt.end_step(log, 1, final=False, stop=False) is False and not (tmp_path / "checkpoints").exists()
+    assert ckpt.end_step(log, 2, final=False, stop=True) is True and names(tmp_path) == ["step-000002"]
+    assert log.lines[-1].startswith("interrupted at step 2")
+    assert ckpt.end_step(log, 3, final=False, stop=False) is False and names(tmp_path)[-1] == "step-000003"
+    assert ckpt.end_step(log, 4, final=True, stop=False) is True and names(tmp_path)[-1] == "step-000004"
+
+    class Model:
+        @classmethod
+        def from_pretrained(cls, path):
+            return cls()
+
+        def push_to_hub(self, repo_id, private=False):
+            return f"hub/{repo_id}/{private}"
+
+    assert ckpt.finish(log, "thing", Model) == tmp_path / "model" and log.lines[-1] == f"saved thing {tmp_path / 'model'}"
+    ckpt.save_model = None  # the folder exists now; only the push is checked below
+    ckpt.finish(log, "thing", Model, push_to="me/x", private=True)
+    assert log.lines[-1] == "pushed to hub/me/x/True"
+
+
 def test_incomplete_checkpoints_are_ignored_and_replaced(make_accelerator, tmp_path):
     acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path, keep_last=1)
     ckpt.start(CONFIG)

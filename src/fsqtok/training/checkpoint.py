@@ -226,6 +226,26 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
         return path
 
+    def end_step(self, log: Any, step: int, *, final: bool, stop: bool) -> bool:
+        """After optimizer step ``step``: save a checkpoint when due (always on the last step or a stop
+        request) and say so on ``log`` (a :class:`~fsqtok.training.TrainLogger`). Returns whether the
+        loop ends here (last step or stop); the recipe exits with ``EXIT_STOPPED`` on a stop."""
+        if self.due(step, final or stop):
+            log.line(f"saved checkpoint {self.save(step)}")
+        if stop:
+            log.line(f"interrupted at step {step}: checkpoint saved; continue with --resume")
+        return final or stop
+
+    def finish(self, log: Any, what: str, model_class: type, push_to: str | None = None,
+               private: bool = False) -> Path:
+        """Write the final model folder, log it, and push it with ``model_class.from_pretrained(folder)
+        .push_to_hub(push_to)`` from the main process when ``push_to`` (a repo id) is given."""
+        path = self.save_final()
+        log.line(f"saved {what} {path}")
+        if push_to and self.main:
+            log.line(f"pushed to {model_class.from_pretrained(path).push_to_hub(push_to, private=private)}")
+        return path
+
     def last_good(self) -> Path | None:
         """The newest complete checkpoint of this run, if any."""
         done = checkpoint_dirs(self.output_dir)
