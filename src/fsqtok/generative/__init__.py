@@ -2,7 +2,7 @@
 (:mod:`fsqtok.generative.uvim`: stage I oracle + base model, :mod:`~fsqtok.generative.uvim_lm`: the
 stage II code LM) and the shared transformer and config base."""
 
-from .config import ModelConfig
+from ..configs import ModelConfig
 from .maskgit import MaskGIT, MaskGITConfig, gamma, mask_count, random_mask
 from .transformer import Block, Transformer
 from .uvim import UViMConfig, UViMStage1

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hub import HubMixin
-from .config import ModelConfig
+from ..configs import ModelConfig
 from .transformer import Transformer, transformer_flops
 
 

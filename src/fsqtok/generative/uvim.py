@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from ..encoders.blocks import Downsample2d, ResBlock2d, Upsample2d, group_norm
 from ..hub import HubMixin
 from ..quantizers import QuantizerOutput
-from .config import ModelConfig
+from ..configs import ModelConfig
 from .uvim_quant import QUANTIZERS, build_quantizer
 from .uvim_tasks import TASKS, Task, make_task
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from ..hub import CheckpointError, HubMixin, looks_local
 from .uvim import UViMStage1
-from .config import ModelConfig
+from ..configs import ModelConfig
 
 
 @dataclass(frozen=True)

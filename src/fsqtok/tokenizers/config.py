@@ -6,31 +6,23 @@ Split from :mod:`fsqtok.tokenizers.base` so that the encode/decode template ther
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
 
 from torch import Tensor
 
-from ..hub import ConfigError
+from ..configs import ModelConfig
 from ..quantizers import QuantizerOutput
 from ..quantizers.fsq import validate_levels
-
-C = TypeVar("C", bound="TokenizerConfig")
 
 
 # --------------------------------------------------------------------------- config
 
 
 @dataclass(frozen=True)
-class TokenizerConfig:
-    """Bottleneck fields shared by every modality's config. Subclasses add their network fields.
-
-    Configs are frozen: build a variant with ``dataclasses.replace(config, field=value)``.
-    """
+class TokenizerConfig(ModelConfig):
+    """Bottleneck fields shared by every modality's config. Subclasses add their network fields;
+    validation helpers and (de)serialization come from :class:`fsqtok.configs.ModelConfig`."""
 
     quantizer: str = "fsq"  # "fsq", "rfsq" (residual FSQ) or "vq" (VQ-VAE baseline: prod(levels) codes of dim len(levels))
     levels: tuple[int, ...] = (8, 5, 5, 5)  # FSQ levels per channel; codebook = prod(levels)
@@ -46,9 +38,7 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         self._check_choice("quantizer", ("fsq", "rfsq", "vq"))
         self._check_choice("residual_stage_scale", ("grid", "levels"))
-        self._check_float("vq_dead_code_threshold", positive=False)
-        if self.vq_dead_code_threshold < 0:
-            self._fail("vq_dead_code_threshold", f"must be >= 0, got {self.vq_dead_code_threshold}")
+        self._check_float("vq_dead_code_threshold", lo=0.0)
         if self.quantizer != "vq" and self.vq_dead_code_threshold > 0:
             self._fail("vq_dead_code_threshold", "needs quantizer='vq'")
         levels = self._check_ints("levels", minimum=2)
@@ -64,69 +54,6 @@ class TokenizerConfig:
             self._fail("quantize_dropout", "needs quantizer='rfsq'")
         if self.latent_channels is not None:
             self._check_int("latent_channels", minimum=1)
-
-    # -- validation helpers (each raises a one-line ConfigError naming the field)
-    def _fail(self, name: str, message: str) -> None:
-        raise ConfigError(f"{type(self).__name__}.{name}: {message}")
-
-    def _check_int(self, name: str, minimum: int | None = None) -> int:
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, int):
-            self._fail(name, f"expected an int, got {value!r}")
-        if minimum is not None and value < minimum:
-            self._fail(name, f"must be >= {minimum}, got {value}")
-        return value
-
-    def _check_float(self, name: str, positive: bool = True) -> float:
-        value = getattr(self, name)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            self._fail(name, f"expected a finite number, got {value!r}")
-        if positive and value <= 0:
-            self._fail(name, f"must be > 0, got {value}")
-        object.__setattr__(self, name, float(value))
-        return float(value)
-
-    def _check_bool(self, name: str) -> bool:
-        value = getattr(self, name)
-        if not isinstance(value, bool):
-            self._fail(name, f"expected true/false, got {value!r}")
-        return value
-
-    def _check_choice(self, name: str, choices: Sequence[str]) -> str:
-        value = getattr(self, name)
-        if value not in choices:
-            self._fail(name, f"must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
-        return value
-
-    def _check_ints(self, name: str, minimum: int = 1, element: type = int) -> tuple:
-        """A non-empty sequence of ints (or bools with ``element=bool``), stored back as a tuple."""
-        value = getattr(self, name)
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
-            self._fail(name, f"expected a non-empty list, got {value!r}")
-        for v in value:
-            if element is bool:
-                if not isinstance(v, bool):
-                    self._fail(name, f"expected a list of true/false, got {list(value)!r}")
-            elif isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-                self._fail(name, f"expected a list of ints >= {minimum}, got {list(value)!r}")
-        object.__setattr__(self, name, tuple(value))
-        return tuple(value)
-
-    # -- (de)serialization
-    def to_dict(self) -> dict[str, Any]:
-        """The config as JSON-ready values (tuples become lists)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
-        """Build and validate a config; unknown fields are an error, missing ones take their defaults."""
-        if not isinstance(data, dict):
-            raise ConfigError(f"{cls.__name__}: expected a mapping of fields, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-        return cls(**data)
 
 
 # --------------------------------------------------------------------------- outputs

@@ -31,8 +31,8 @@ class DepthConfig(Conv2dConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check_float("min_depth")
-        self._check_float("max_depth")
+        self._check_float("min_depth", lo=0.0, lo_open=True)
+        self._check_float("max_depth", lo=0.0, lo_open=True)
         if self.max_depth <= self.min_depth:
             self._fail("max_depth", f"must be > min_depth={self.min_depth}, got {self.max_depth}")
         self._check_choice("depth_transform", ("log", "inverse"))

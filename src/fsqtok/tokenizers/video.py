@@ -52,7 +52,7 @@ class VideoConfig(TokenizerConfig):
             )
         self._check_int("num_res_blocks", minimum=1)
         self._check_bool("mid_attention")
-        self._check_float("fps")
+        self._check_float("fps", lo=0.0, lo_open=True)
 
 
 class VideoTokenizer(Tokenizer):

@@ -1,7 +1,10 @@
-"""The config base of the generative models: a frozen dataclass whose fields are config.json.
+"""The config base of every fsqtok model: a frozen dataclass whose fields are the model's config.json.
 
-Validation helpers raise one-line :class:`fsqtok.hub.ConfigError` messages naming the field;
-``from_dict`` refuses unknown fields, so a config.json written for another model is an error.
+Tokenizer configs (:class:`fsqtok.tokenizers.TokenizerConfig`) and the generative models' configs
+(MaskGIT, UViM) derive from :class:`ModelConfig`. Validation helpers raise one-line
+:class:`fsqtok.hub.ConfigError` messages naming the field; ``from_dict`` refuses unknown fields, so
+a config.json written for another model is an error. Configs are frozen: build a variant with
+``dataclasses.replace(config, field=value)``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from ..hub import ConfigError
+from .hub import ConfigError
 
 C = TypeVar("C", bound="ModelConfig")
 
@@ -39,11 +42,17 @@ class ModelConfig:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             self._fail(name, f"expected a finite number, got {value!r}")
         if lo is not None and (value <= lo if lo_open else value < lo):
-            self._fail(name, f"must be {'>' if lo_open else '>='} {lo}, got {value}")
+            self._fail(name, f"must be {'>' if lo_open else '>='} {lo:g}, got {value}")
         if hi is not None and value > hi:
-            self._fail(name, f"must be <= {hi}, got {value}")
+            self._fail(name, f"must be <= {hi:g}, got {value}")
         object.__setattr__(self, name, float(value))
         return float(value)
+
+    def _check_bool(self, name: str) -> bool:
+        value = getattr(self, name)
+        if not isinstance(value, bool):
+            self._fail(name, f"expected true/false, got {value!r}")
+        return value
 
     def _check_choice(self, name: str, choices: Sequence[str]) -> str:
         value = getattr(self, name)
@@ -51,12 +60,17 @@ class ModelConfig:
             self._fail(name, f"must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
         return value
 
-    def _check_ints(self, name: str, minimum: int = 1) -> tuple[int, ...]:
-        """A non-empty sequence of ints >= ``minimum``, stored back as a tuple."""
+    def _check_ints(self, name: str, minimum: int = 1, element: type = int) -> tuple:
+        """A non-empty sequence of ints >= ``minimum`` (or bools with ``element=bool``), stored back as a tuple."""
         value = getattr(self, name)
-        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value or any(
-                isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value):
-            self._fail(name, f"expected a non-empty list of ints >= {minimum}, got {value!r}")
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or len(value) == 0:
+            self._fail(name, f"expected a non-empty list, got {value!r}")
+        for v in value:
+            if element is bool:
+                if not isinstance(v, bool):
+                    self._fail(name, f"expected a list of true/false, got {list(value)!r}")
+            elif isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+                self._fail(name, f"expected a list of ints >= {minimum}, got {list(value)!r}")
         object.__setattr__(self, name, tuple(value))
         return tuple(value)
 
