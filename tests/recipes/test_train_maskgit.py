@@ -3,10 +3,8 @@ residual tokens and a config without data are refused in one line; every MaskGIT
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from safetensors.torch import load_file
 
 from fsqtok.generative import MaskGIT
 from fsqtok.shards import read_manifest
+from recipe_utils import load_recipe, reset_accelerate
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "recipes" / "configs" / "maskgit"
@@ -25,29 +24,19 @@ DEBUG = CONFIGS / "fashion_mnist_debug.yaml"
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("fsqtok_recipe_train_maskgit", ROOT / "recipes" / "train_maskgit.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_recipe("train_maskgit")
 
 
 @pytest.fixture
 def run(recipe):
     """``run(*overrides, resume=None) -> exit code`` of the debug config, in-process, with a clean accelerate state."""
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    def reset() -> None:
-        AcceleratorState._reset_state(reset_partial_state=True)
-        GradientState._reset_state()
-        PartialState._reset_state()
 
     def go(*overrides: str, resume: str | None = None) -> int:
-        reset()
+        reset_accelerate()
         try:
             return recipe.main(["--config", str(DEBUG), *overrides, *(["--resume"] if resume else [])])
         finally:
-            reset()
+            reset_accelerate()
 
     return go
 

@@ -3,10 +3,8 @@ every task, exact resume, the stage-II folder naming its stage-I model, and conf
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +14,7 @@ import yaml
 from fsqtok.generative.uvim import UViMStage1
 from fsqtok.generative.uvim_lm import UViMLM, UViMPipeline
 from fsqtok.hub import load_pretrained
+from recipe_utils import load_recipe, reset_accelerate
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "recipes" / "configs" / "uvim"
@@ -24,19 +23,7 @@ ALL = sorted(p.name for p in CONFIGS.glob("*.yaml"))
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("fsqtok_recipe_train_uvim", ROOT / "recipes" / "train_uvim.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-def reset_accelerate() -> None:
-    from accelerate.state import AcceleratorState, GradientState, PartialState
-
-    AcceleratorState._reset_state(reset_partial_state=True)
-    GradientState._reset_state()
-    PartialState._reset_state()
+    return load_recipe("train_uvim")
 
 
 @pytest.fixture

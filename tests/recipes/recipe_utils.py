@@ -1,0 +1,31 @@
+"""Helpers of the recipe tests: load a recipe by path (recipes are scripts, not a package) and reset
+Accelerate's process-wide state between in-process runs. A plain module (not conftest) so that
+test files import it by a name no other test folder uses."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_recipe(name: str = "train_tokenizer"):
+    """``recipes/<name>.py`` as the module ``fsqtok_recipe_<name>`` (loaded once per session)."""
+    if f"fsqtok_recipe_{name}" in sys.modules:
+        return sys.modules[f"fsqtok_recipe_{name}"]
+    spec = importlib.util.spec_from_file_location(f"fsqtok_recipe_{name}", ROOT / "recipes" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def reset_accelerate() -> None:
+    """Accelerate keeps process-wide singletons; each in-process run starts from a clean slate."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    PartialState._reset_state()
