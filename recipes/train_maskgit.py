@@ -270,7 +270,6 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     log.line(f"training MaskGIT: {sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} rows of "
              f"{mcfg.grid[0]}x{mcfg.grid[1]} tokens ({mcfg.codebook_size} codes, {mcfg.num_classes} classes) from "
              f"{train_path}, global batch {global_batch}, steps {state.step} -> {cfg.max_steps}")
-    accelerator.step = state.step * accum
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:

@@ -190,7 +190,6 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
              f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
              f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
-    accelerator.step = state.step * accum
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:

@@ -81,8 +81,10 @@ def test_debug_recipe_two_steps_writes_model_checkpoints_and_sample_grids(run, t
 
 
 def test_resume_mid_epoch_is_exact(run, tmp_path):
-    # 16 rows / batch 4 = 4 steps per epoch; resume from step 1 (mid-epoch) to step 5 (into epoch 2)
-    common = ["max_steps=5", "checkpoint.every=1", "checkpoint.keep_last=0", "log.tensorboard=false"]
+    # 16 rows / batch 4 with 2 micro-batches per step = 2 steps per epoch; resume from step 1 (mid-epoch)
+    # to step 5 (epoch 3), so the accumulation phase and the data order must both be restored
+    common = ["max_steps=5", "checkpoint.every=1", "checkpoint.keep_last=0", "log.tensorboard=false",
+              "optim.gradient_accumulation_steps=2"]
     a, b = tmp_path / "a", tmp_path / "b"
     assert run(f"output_dir={a}", *common) == 0
     (b / "checkpoints").mkdir(parents=True)
