@@ -11,7 +11,8 @@ the ``codebook_size`` real ids only, so sampling can never emit the mask id.
     samples = model.generate(labels, steps=12)   # int64 (B, 7, 7)
 
 The config names the tokenizer that made the tokens (``tokenizer`` and ``tokenizer_sha256``);
-:meth:`MaskGIT.load_tokenizer` decodes with it and refuses a tokenizer with other weights.
+:func:`fsqtok.generative.sampling.load_matching_tokenizer` loads it for decoding and refuses a
+tokenizer with other weights.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ class MaskGITConfig(ModelConfig):
     class_dropout: float = 0.1  # probability of replacing a label by the null class in training
     class_names: tuple[str, ...] = ()  # optional names of the classes (the shards' label strings)
     tokenizer: str | None = None  # folder or Hub repo id of the tokenizer that made the tokens
-    tokenizer_sha256: str | None = None  # sha256 of that tokenizer's model.safetensors
+    tokenizer_sha256: str | None = None  # that tokenizer's weights_hash() (as the shards' manifest records it)
 
     def __post_init__(self) -> None:
         self._check_int("codebook_size", minimum=2)
