@@ -261,15 +261,12 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                         save_model=save_model, model_dir="maskgit")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
     accum = oc.gradient_accumulation_steps
-    global_batch = cfg.data.batch_size * accum * accelerator.num_processes
-    log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
-                      global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
-                      hparams=cfg.to_dict())
+    log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
     log.line(f"training MaskGIT: {sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} rows of "
              f"{mcfg.grid[0]}x{mcfg.grid[1]} tokens ({mcfg.codebook_size} codes, {mcfg.num_classes} classes) from "
-             f"{train_path}, global batch {global_batch}, steps {state.step} -> {cfg.max_steps}")
+             f"{train_path}, global batch {log.global_batch}, steps {state.step} -> {cfg.max_steps}")
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:

@@ -216,15 +216,12 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                         save_model=save_tokenizer, model_dir="tokenizer")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
     accum, models = oc.gradient_accumulation_steps, [m for m in (tokenizer, disc) if m is not None]
-    global_batch = cfg.data.batch_size * accum * accelerator.num_processes
-    log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
-                      global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
-                      hparams=cfg.to_dict())
+    log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume:
         log.line(f"resumed from {resume_from} at step {state.step}" if resume_from else
                  f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
     log.line(f"training {cfg.modality} tokenizer: {sum(p.numel() for p in raw.parameters()):,} parameters, "
-             f"{len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
+             f"{len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     last_layer, failures = last_decoder_weight(raw), DecodeFailures(cfg.data.max_decode_failures)
     epoch, skip = divmod(state.step * accum, len(train_dl))

@@ -180,15 +180,12 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                         save_model=save_model, model_dir="model")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
     accum = oc.gradient_accumulation_steps
-    global_batch = cfg.data.batch_size * accum * accelerator.num_processes
-    log = TrainLogger(accelerator, run_dir, total_steps=cfg.max_steps, start_step=state.step, every=cfg.log.every,
-                      global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
-                      hparams=cfg.to_dict())
+    log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
     log.line(f"training UViM stage {cfg.stage} ({cfg.task}, {stage1.config.quantizer}"
              f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
-             f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {global_batch}, "
+             f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0

@@ -37,6 +37,19 @@ def test_flush_averages_each_term_over_its_own_count(make_accelerator, tmp_path,
     assert [(r["kind"], r["step"]) for r in rows(tmp_path)] == [("train", 2), ("train", 3), ("eval", 3)]
 
 
+def test_for_recipe_reads_the_shared_recipe_keys(make_accelerator, tmp_path):
+    from fsqtok.training import load_config
+
+    defaults = {"output_dir": "x", "max_steps": 1, "data": {"batch_size": 1}, "optim": {"gradient_accumulation_steps": 1},
+                "log": {"every": 1, "tensorboard": True, "progress_bar": True}}
+    cfg = load_config(None, [f"output_dir={tmp_path}", "max_steps=7", "data.batch_size=4",
+                             "optim.gradient_accumulation_steps=3", "log.every=5", "log.tensorboard=false",
+                             "log.progress_bar=false"], defaults)
+    log = TrainLogger.for_recipe(make_accelerator(tmp_path), cfg, start_step=2)
+    assert (log.global_batch, log.total, log.every, log.out, log.tb, log.bar) == (12, 7, 5, tmp_path, None, None)
+    log.close()
+
+
 def test_a_resumed_run_drops_lines_after_its_start_step(make_accelerator, tmp_path):
     old = [{"kind": "train", "step": s, "loss": float(s)} for s in (1, 2, 3, 4)] + [{"kind": "eval", "step": 4}]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in old))

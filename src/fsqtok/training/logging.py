@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .config import Config
+
 
 def fmt(values: Mapping[str, float]) -> str:
     """``{"loss": 0.12345}`` -> ``"loss=0.1235"``."""
@@ -93,6 +95,17 @@ class TrainLogger:
         self.jsonl = open(self.out / "metrics.jsonl", "a", encoding="utf-8")
         if progress_bar and sys.stderr.isatty():
             self.bar = tqdm(total=total_steps, initial=start_step, dynamic_ncols=True)
+
+    @classmethod
+    def for_recipe(cls, accelerator, cfg: Config, start_step: int) -> TrainLogger:
+        """The logger of a recipe run, from the config keys every recipe has: ``output_dir``,
+        ``max_steps``, ``data.batch_size``, ``optim.gradient_accumulation_steps`` and ``log.every`` /
+        ``log.tensorboard`` / ``log.progress_bar``; the whole config is logged as hyper-parameters.
+        ``global_batch`` = batch size x accumulation x processes."""
+        global_batch = cfg.data.batch_size * cfg.optim.gradient_accumulation_steps * accelerator.num_processes
+        return cls(accelerator, cfg.output_dir, total_steps=cfg.max_steps, start_step=start_step, every=cfg.log.every,
+                   global_batch=global_batch, tensorboard=cfg.log.tensorboard, progress_bar=cfg.log.progress_bar,
+                   hparams=cfg.to_dict())
 
     def line(self, message: str) -> None:
         """One plain line: printed (above the bar) and appended to ``train.log``."""
