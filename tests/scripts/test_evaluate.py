@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer
 from fsqtok.tokenizers import VideoConfig, VideoTokenizer
+from script_utils import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate.py"
 
 TINY = {
     "image": (ImageTokenizer(ImageConfig(base_channels=4, channel_mult=(1, 2), mid_attention=False)),
@@ -29,11 +26,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def evaluate_script():
-    spec = importlib.util.spec_from_file_location("fsqtok_script_evaluate", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluate")
 
 
 def _reset():

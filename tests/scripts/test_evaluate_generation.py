@@ -2,30 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from script_utils import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ev = load_module("fsqtok_script_evaluate_generation", ROOT / "scripts" / "evaluate_generation.py")
-clf = load_module("fsqtok_script_train_classifier", ROOT / "scripts" / "train_classifier.py")
+ev = load_script("evaluate_generation")
+clf = load_script("train_classifier")
 
 
 def test_frechet_distance_of_a_mean_shift():

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,17 +13,13 @@ from fsqtok.generative import MaskGIT, MaskGITConfig
 from fsqtok.generative.sampling import tokenizer_hash
 from fsqtok.shards import ShardDataset
 from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+from script_utils import load_script
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "sample_maskgit.py"
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("fsqtok_script_sample_maskgit", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("sample_maskgit")
 
 
 def save_tokenizer(path: Path, seed: int) -> ImageTokenizer:

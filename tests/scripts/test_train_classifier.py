@@ -2,28 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from script_utils import load_path, load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def load_module(name: str, path: Path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-write_idx = load_module("fsqtok_test_fashion_mnist", ROOT / "tests" / "data" / "test_fashion_mnist.py").write_idx
-train_classifier = load_module("fsqtok_script_train_classifier", ROOT / "scripts" / "train_classifier.py")
+write_idx = load_path("fsqtok_test_fashion_mnist", ROOT / "tests" / "data" / "test_fashion_mnist.py").write_idx
+train_classifier = load_script("train_classifier")
 
 
 def fake_fashion_mnist(folder: Path, n_train: int = 96, n_test: int = 32) -> None:

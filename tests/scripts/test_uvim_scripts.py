@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,22 +12,15 @@ from PIL import Image
 
 from fsqtok.generative.uvim import UViMConfig, UViMStage1
 from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+from script_utils import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = dict(image_size=16, width=8, blocks=1, feature_down=1, code_grid=2)
 
 
-def script(name: str):
-    spec = importlib.util.spec_from_file_location(f"fsqtok_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def predict():
-    return script("uvim_predict")
+    return load_script("uvim_predict")
 
 
 def save_models(root: Path, task: str, **fields) -> Path:
@@ -101,7 +92,7 @@ def test_bad_arguments(tmp_path, predict, capsys):
 
 
 def test_evaluate_uvim_writes_json_and_markdown(tmp_path):
-    evaluate = script("evaluate_uvim")
+    evaluate = load_script("evaluate_uvim")
     model = save_models(tmp_path, "depth")
     out = tmp_path / "eval"
     assert evaluate.main(["--model", f"m={model}", "--model", str(model / "stage1"), "--num", "4", "--real",
