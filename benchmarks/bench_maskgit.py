@@ -106,9 +106,11 @@ class Bench:
             self.sets = {f"main_{q}": (q, lv, args.tokenizer_steps) for q, lv in MAIN.items()}
             self.seeds = {name: list(range(args.seeds)) for name in self.sets}
         else:
-            self.sets = {f"{q}_{'-'.join(map(str, lv))}": (q, lv, args.study_steps)
-                         for lv in STUDY_LEVELS.values() for q in ("fsq", "vq")}
-            self.seeds = {n: [0] for n, (_, lv, _) in self.sets.items() if math.prod(lv) <= 2 ** args.study_maskgit_max}
+            names = {bits: [f"{q}_{'-'.join(map(str, lv))}" for q in ("fsq", "vq")] for bits, lv in STUDY_LEVELS.items()}
+            self.sets = {name: (name[:name.index("_")], STUDY_LEVELS[bits], args.study_steps)
+                         for bits, pair in names.items() for name in pair}
+            # by the paper's nominal size: [7,5,5,5,5] (4375 codes) is its "2^12"
+            self.seeds = {name: [0] for bits, pair in names.items() if bits <= args.study_maskgit_max for name in pair}
 
     def save(self) -> None:
         self.results_path.write_text(json.dumps(self.results, indent=2) + "\n")

@@ -121,8 +121,8 @@ def study_table(study: dict[str, Any]) -> list[str]:
 def times_line(main: dict[str, Any], study: dict[str, Any]) -> list[str]:
     parts = [f"{part} {stage} {s / 60:.1f} min" for part, r in (("main", main), ("study", study))
              for stage, s in r.get("stage_seconds", {}).items() if s >= 1]
-    return ["Stage wall times (each part one process at a time, the two parts side by side on the 2 cores): "
-            + "; ".join(parts) + "."] if parts else []
+    return ["Stage wall times, as each stage's last invocation recorded them (a stage resumed after an interruption "
+            "counts only its last part; the two parts ran side by side on the 2 cores): " + "; ".join(parts) + "."] if parts else []
 
 
 def figure(study: dict[str, Any], path: Path) -> None:
