@@ -12,13 +12,26 @@ from fsqtok.data.real_depth import motorcycle_depth, read_castel_depth, real_dep
 from fsqtok.data.uvim_pairs import UViMPairs
 
 
-def test_rgbd_scale_is_invisible_in_the_image(monkeypatch):
-    monkeypatch.setattr(rgbd, "SCALE_RANGE", (1.0, 1.0))
-    rgb1, d1 = rgbd.synthetic_rgbd(3, 32, "train", seed=5)
-    monkeypatch.setattr(rgbd, "SCALE_RANGE", (2.5, 2.5))
-    rgb2, d2 = rgbd.synthetic_rgbd(3, 32, "train", seed=5)
+def _render_at(monkeypatch, scale: float, tile: float):
+    monkeypatch.setattr(rgbd, "SCALE_RANGE", (scale, scale))
+    monkeypatch.setattr(rgbd, "TILE_RANGE", (tile, tile))
+    return rgbd.synthetic_rgbd(3, 32, "train", seed=5)
+
+
+def test_rgbd_scale_is_invisible_but_for_the_metric_floor_tiles(monkeypatch):
+    rgb1, d1 = _render_at(monkeypatch, 1.0, 0.5)
+    rgb2, d2 = _render_at(monkeypatch, 2.5, 1.25)  # tiles scaled with the scene: no cue left
     assert torch.equal(rgb1, rgb2)  # the same picture ...
     assert torch.allclose(d2, 2.5 * d1)  # ... at another metric scale
+
+
+def test_rgbd_floor_tiles_reveal_the_scale_and_nothing_else_does(monkeypatch):
+    rgb1, d1 = _render_at(monkeypatch, 1.0, 0.5)
+    rgb2, d2 = _render_at(monkeypatch, 2.5, 0.5)  # the same metric tiles in a 2.5x bigger scene
+    assert torch.allclose(d2, 2.5 * d1)
+    changed = (rgb1 != rgb2).any(1)  # (3, 32, 32)
+    assert changed.sum() > 30  # the tile pattern differs ...
+    assert not changed[:, :16].any()  # ... and only below the horizon (the camera looks level): on the floor
 
 
 def test_rgbd_is_deterministic_finite_and_varied():
