@@ -9,6 +9,7 @@ import torch
 from fsqtok.data import rgbd
 from fsqtok.data.panoptic import MIN_PIXELS, NUM_CLASSES, synthetic_panoptic
 from fsqtok.data.real_depth import motorcycle_depth, read_castel_depth, real_depth_frames
+from fsqtok.data.preprocess import DataError
 from fsqtok.data.uvim_pairs import UViMPairs
 
 
@@ -125,3 +126,21 @@ def test_folder_pairs_through_the_paired_layer(tmp_path):
     assert (pan["target"][0] == 1).all() and (pan["target"][1] == 1).all()
     col = UViMFolderPairs("colorization", str(tmp_path), 16, train=False)[0]
     assert torch.equal(col["image"], col["target"])
+
+
+def test_uvim_pairs_disk_cache_renders_once_then_loads(tmp_path, monkeypatch):
+    fresh = [UViMPairs("depth", "train", 3, 16, seed=2)[i] for i in range(3)]
+    cached = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
+    path = tmp_path / "uvim-depth-train-n3-s16-seed2.pt"
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    monkeypatch.setattr(UViMPairs, "_make", lambda self, i: pytest.fail("rendered again instead of loading"))
+    loaded = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
+    for i in range(3):
+        assert torch.equal(loaded[i]["image"], fresh[i]["image"]) and torch.equal(loaded[i]["target"], fresh[i]["target"])
+        assert torch.equal(cached[i]["target"], fresh[i]["target"])
+    path.rename(tmp_path / "uvim-depth-train-n2-s16-seed2.pt")  # a file holding 3 pairs under a 2-pair name
+    with pytest.raises(DataError, match="holds 3 pairs of size 16, expected 2 .*delete it"):
+        UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path)
+    (tmp_path / "uvim-depth-val-n2-s16-seed2.pt").write_bytes(b"junk")
+    with pytest.raises(DataError, match="not a readable UViM pair cache"):
+        UViMPairs("depth", "val", 2, 16, seed=2, cache_dir=tmp_path)
