@@ -89,6 +89,10 @@ def test_pipeline_names_its_stage1_and_round_trips(tmp_path):
     assert pred.shape == (2, 1, 16, 16) and tokens.shape == (2, 16)
     assert torch.equal(tokens, lm.eval().generate(x))
     assert torch.equal(pred, s1.predict(x, tokens))
+    pred5, tokens5 = pipe.predict(x, num_tokens=5)  # a decoded prefix: the greedy code's first 5 tokens
+    assert torch.equal(tokens5, tokens[:, :5]) and torch.equal(pred5, s1.predict(x, tokens[:, :5]))
+    with pytest.raises(ValueError, match="num_tokens must be in 1..16"):
+        lm.generate(x, num_tokens=0)
     # another stage-I model (same architecture, other weights) is refused
     other = UViMStage1(s1.config)
     with pytest.raises(CheckpointError, match="not those the LM was trained on"):

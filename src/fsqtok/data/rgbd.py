@@ -6,7 +6,7 @@ shaded by one light. Every scene is then scaled by a random factor ``s`` (log-un
 ``SCALE_RANGE``): geometry and all wall and object textures scale with it, so on its own the picture
 says nothing about ``s``, and the depth is multiplied by it.
 
-One global cue makes the scale *partly* inferable: the floor is a checkerboard of tiles whose size
+One global cue makes the scale *partly* inferable: the floor is a plain checkerboard of tiles whose size
 is drawn in **metres** (log-uniform in ``TILE_RANGE``, a factor of 2), not in scene units. How many
 tiles the floor shows, read together with their perspective, pins ``s`` to within that factor of 2
 (against a factor of 10 without it). The cue lies in the floor, the lower part of the picture,
@@ -32,8 +32,8 @@ from .samples import TEXTURES, TRAIN_PHOTOS, VAL_PHOTOS, _skimage_array
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SCALE_RANGE = (0.15, 1.5)  # metres per scene unit; unit scenes span ~1.2-10 units -> ~0.2-15 m
-TILE_RANGE = (0.35, 0.7)  # floor tile side in metres (the one cue to the scale, up to this factor of 2)
-TILE_DARK = 0.45  # brightness of the dark floor tiles (the light ones are 1)
+TILE_RANGE = (0.5, 1.0)  # floor tile side in metres (the one cue to the scale, up to this factor of 2)
+TILE_DARK = 0.3  # brightness of the dark floor tiles (the light ones are 1)
 
 
 @lru_cache(maxsize=None)
@@ -86,11 +86,11 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
             p = rays * t[..., None]
             a, b = [p[..., k] for k in range(3) if k != axis]
             tex, tint, freq = texture()
-            shade = 1.0
-            if axis == 1:  # the floor: distance fog and the metric checkerboard
+            colour = _sample(tex, a, b, freq) * tint
+            if axis == 1:  # the floor: plain tinted tiles of the metric checkerboard (no photo), distance fog
                 checker = (np.floor(a / tile) + np.floor(b / tile)) % 2
-                shade = (np.clip(1.1 - t / 15, 0.4, 1) * np.where(checker == 1, TILE_DARK, 1.0))[..., None]
-            paint(np.where(t > 0, t, np.inf), _sample(tex, a, b, freq) * tint * shade)
+                colour = (tint * np.clip(1.1 - t / 15, 0.4, 1)[..., None] * np.where(checker == 1, TILE_DARK, 1.0)[..., None])
+            paint(np.where(t > 0, t, np.inf), colour)
         for _ in range(rng.integers(1, 5)):  # spheres resting on the floor
             r = rng.uniform(0.15, 1.0)
             c = np.array([rng.uniform(-2.5, 2.5), -cam_h + r, rng.uniform(1.0 + r, wall_z - r)])

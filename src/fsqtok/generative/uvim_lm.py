@@ -130,14 +130,19 @@ class UViMLM(nn.Module, HubMixin):
         return loss, (logits.argmax(-1) == target).float().mean().detach()
 
     @torch.no_grad()
-    def generate(self, context: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    def generate(self, context: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+                 num_tokens: int | None = None) -> Tensor:
         """Decode the code token by token: greedy when ``temperature == 0``, else sampled from
-        ``softmax(logits / temperature)``. Returns int64 ``(B, num_tokens)``."""
+        ``softmax(logits / temperature)``. Returns int64 ``(B, num_tokens)``; ``num_tokens`` below the
+        code length decodes only that prefix (default: the whole code)."""
         if temperature < 0:
             raise ValueError(f"UViMLM.generate: temperature must be >= 0, got {temperature}")
+        length = self.config.num_tokens if num_tokens is None else num_tokens
+        if not 1 <= length <= self.config.num_tokens:
+            raise ValueError(f"UViMLM.generate: num_tokens must be in 1..{self.config.num_tokens}, got {num_tokens}")
         memory = self.encode(context)
         seq = torch.full((context.shape[0], 1), self.bos, dtype=torch.long, device=context.device)
-        for _ in range(self.config.num_tokens):
+        for _ in range(length):
             logits = self._decode(memory, seq)[:, -1].float()
             if temperature == 0:
                 nxt = logits.argmax(-1)
@@ -180,7 +185,8 @@ class UViMPipeline:
         return cls(stage1, lm)
 
     @torch.no_grad()
-    def predict(self, image: Tensor, temperature: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Image ``(B, 3, H, W)`` in [-1, 1] -> (task prediction, code ``(B, num_tokens)``)."""
-        tokens = self.lm.generate(self.stage1.task.context(image), temperature)
+    def predict(self, image: Tensor, temperature: float = 0.0, num_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+        """Image ``(B, 3, H, W)`` in [-1, 1] -> (task prediction, code ``(B, num_tokens)``); ``num_tokens``
+        below the code length decodes only that prefix and the base model sees the rest as dropped."""
+        tokens = self.lm.generate(self.stage1.task.context(image), temperature, num_tokens=num_tokens)
         return self.stage1.predict(image, tokens), tokens
