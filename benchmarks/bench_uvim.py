@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-train", type=int, default=2048, help="training pairs (rendered once, kept in memory)")
     p.add_argument("--num-test", type=int, default=256)
     p.add_argument("--steps1", type=int, default=1000)
-    p.add_argument("--steps2", type=int, default=2000)
+    p.add_argument("--steps2", type=int, default=1000)
     p.add_argument("--code-prefixes", nargs="*", type=int, default=[1, 4],
                    help="also score the oracle's and the LM's first k code tokens (the base model sees the rest dropped)")
     p.add_argument("--no-code", action=argparse.BooleanOptionalAction, default=True, help="train the no-code baseline")
