@@ -81,6 +81,18 @@ def per_image(stage1: UViMStage1, x, y, mode: str, lm=None, code_tokens: int | N
     return torch.cat(values)
 
 
+def train_seconds(model_dir: Path) -> float:
+    """Training wall time of a run, from the steps/s of its logged intervals (startup and evaluation excluded)."""
+    total, prev = 0.0, 0
+    for line in (model_dir.parent / "metrics.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        if row.get("kind") == "train" and row.get("steps_per_s"):
+            step = row["step"]
+            total += max(step - prev, 0) / row["steps_per_s"]
+            prev = step
+    return total
+
+
 def mean_ci(v: torch.Tensor) -> tuple[float, float]:
     """Mean of the finite values and the half-width of its 95% normal interval (NaN for one value)."""
     v = v[torch.isfinite(v)].double()
@@ -101,6 +113,8 @@ def evaluate_task(task: str, runs: dict[str, tuple[Path, Path | None]], args) ->
     for name, (s1_dir, lm_dir) in runs.items():
         stage1 = UViMStage1.from_pretrained(s1_dir)
         lm = UViMPipeline.from_pretrained(lm_dir).lm if lm_dir is not None else None
+        results.setdefault(name, {})["train_wall_s"] = {"stage1": train_seconds(s1_dir),
+                                                        **({"stage2": train_seconds(lm_dir)} if lm_dir else {})}
         # (row label, mode, code prefix): the whole code, and its first k tokens (the rest dropped)
         modes = [("no_code", "no_code", None)] if lm is None else [
             ("stage1", "oracle", None), ("stage2", "lm", None),
@@ -145,6 +159,8 @@ def markdown(all_results: dict, args) -> str:
         for seed, res in by_seed.items():
             for name, sets in res.items():
                 for set_name, row in sets.items():
+                    if set_name == "train_wall_s":
+                        continue
                     def cell(mode: str) -> str:
                         m = row.get(mode)
                         if m is None:
@@ -162,6 +178,10 @@ def markdown(all_results: dict, args) -> str:
                                  f"{cell('no_code')} | {diff} | {lm} | {'' if usage is None else f'{100 * usage:.2f}%'} |"
                                  f"{first} {paper.get(name, '')} |")
         lines.append("")
+        for seed, res in by_seed.items():
+            walls = ", ".join(f"{name} " + " + ".join(f"{v / 60:.1f}" for v in r["train_wall_s"].values())
+                              for name, r in res.items())
+            lines.append(f"Training wall time, seed {seed} (minutes, stage I + stage II, on a shared 2-core CPU): {walls}.\n")
     return "\n".join(lines)
 
 

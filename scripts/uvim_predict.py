@@ -18,7 +18,6 @@ Exit status: 0 done, 1 bad input (unreadable image, bad model folder), 2 bad arg
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
