@@ -48,7 +48,7 @@ from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, C
                              load_config, prepare_output_dir, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
-LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout")
+LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout", "stem")
 _model_defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(UViMConfig()).items()}
 _model_defaults.pop("task")  # the top-level `task` sets it
 

@@ -1,7 +1,9 @@
 """UViM stage II: an encoder-decoder transformer that reads the image and predicts the guide code.
 
 The encoder embeds ``patch_size`` patches of the image context (the same context the stage-I model
-sees) and runs bidirectional self-attention; the decoder predicts the ``num_tokens`` code tokens in
+sees; ``stem="conv"`` puts two 3x3 convolutions before the patch embedding, a small hybrid stem that
+sees edges and texture density, which a linear patch embedding learns slowly at small scale) and runs
+bidirectional self-attention; the decoder predicts the ``num_tokens`` code tokens in
 raster order with causal self-attention and cross-attention to the encoder. Training uses teacher
 forcing and cross-entropy (:meth:`UViMLM.loss`); :meth:`UViMLM.generate` decodes greedily (or samples
 with a temperature). :class:`UViMPipeline` joins an LM to the stage-I model it names (path + weights
@@ -22,6 +24,9 @@ from .uvim import UViMStage1
 from ..configs import ModelConfig
 
 
+STEMS = ("patch", "conv")
+
+
 @dataclass(frozen=True)
 class UViMLMConfig(ModelConfig):
     """Stage-II model config (its config.json). ``stage1``/``stage1_hash`` name the stage-I model."""
@@ -37,6 +42,7 @@ class UViMLMConfig(ModelConfig):
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    stem: str = "patch"  # "patch": a linear patch embedding (ViT); "conv": two 3x3 convs (GELU) before it
     stage1: str = ""  # stage-I folder or Hub repo id; a relative path resolves against this model's folder
     stage1_hash: str = ""  # sha256 of the stage-I weights (HubMixin.weights_hash)
 
@@ -46,6 +52,7 @@ class UViMLMConfig(ModelConfig):
             self._check_int(name, 1)
         self._check_float("mlp_ratio", 0.0)
         self._check_float("dropout", 0.0)
+        self._check_choice("stem", STEMS)
         if self.image_size % self.patch_size:
             self._fail("patch_size", f"must divide image_size={self.image_size}, got {self.patch_size}")
         if self.width % self.heads:
@@ -73,7 +80,10 @@ class UViMLM(nn.Module, HubMixin):
         super().__init__()
         c = self.config = config or UViMLMConfig()
         n_patches = (c.image_size // c.patch_size) ** 2
-        self.patch = nn.Conv2d(c.context_channels, c.width, c.patch_size, stride=c.patch_size)
+        stem = c.width // 2
+        self.stem = nn.Identity() if c.stem == "patch" else nn.Sequential(
+            nn.Conv2d(c.context_channels, stem, 3, padding=1), nn.GELU(), nn.Conv2d(stem, stem, 3, padding=1), nn.GELU())
+        self.patch = nn.Conv2d(c.context_channels if c.stem == "patch" else stem, c.width, c.patch_size, stride=c.patch_size)
         self.enc_pos = nn.Parameter(torch.randn(1, n_patches, c.width) * 0.02)
         hidden = int(round(c.mlp_ratio * c.width))
         layer = dict(d_model=c.width, nhead=c.heads, dim_feedforward=hidden, dropout=c.dropout,
@@ -96,7 +106,7 @@ class UViMLM(nn.Module, HubMixin):
         if context.ndim != 4 or context.shape[1:] != (c.context_channels, c.image_size, c.image_size):
             raise ValueError(f"UViMLM: context must be (B, {c.context_channels}, {c.image_size}, {c.image_size}), "
                              f"got {tuple(context.shape)}")
-        h = self.patch(context).flatten(2).transpose(1, 2)
+        h = self.patch(self.stem(context)).flatten(2).transpose(1, 2)
         return self.encoder(h + self.enc_pos)
 
     def _decode(self, memory: Tensor, inputs: Tensor) -> Tensor:
