@@ -139,7 +139,8 @@ def evaluate_task(task: str, runs: dict[str, tuple[Path, Path | None]], args) ->
 def markdown(all_results: dict, args) -> str:
     lines = ["# UViM: FSQ vs VQ at reduced scale\n",
              f"Scale: {args.size}x{args.size} images, 16-token guide code (4x4), conv stage I of width {args.width}, "
-             f"stage II {args.lm_layers}+{args.lm_layers}-layer transformer of width {args.lm_width} on 8x8 patches; "
+             f"stage II {args.lm_layers}+{args.lm_layers}-layer transformer of width {args.lm_width} on 8x8 patches "
+             f"({args.lm_stem} stem); "
              f"{args.steps1} stage-I and {args.steps2} stage-II steps (stage-II lr {args.lm_lr}) of batch {args.batch_size} "
              f"on {args.num_train} training pairs; synthetic test split of {args.num_test} images. Seeds: "
              f"{', '.join(map(str, args.seeds))}; +/- is the 95% interval over test images; 'II - no code' is the "
@@ -198,7 +199,8 @@ def train_task(task: str, seed: int, args) -> dict[str, tuple[Path, Path | None]
         lm_over = [c for c in common if c.startswith(("data.", "log.", "checkpoint.", "seed=", "optim.ema"))]
         s2 = train(f"{task}_stage2.yaml", base / f"{q}_stage2{tag}",
                    [*lm_over, f"stage1={s1.resolve()}", f"lm.width={args.lm_width}", "lm.patch_size=8", "lm.heads=2",
-                    f"lm.encoder_layers={args.lm_layers}", f"lm.decoder_layers={args.lm_layers}", f"optim.lr={args.lm_lr}",
+                    f"lm.encoder_layers={args.lm_layers}", f"lm.decoder_layers={args.lm_layers}", f"lm.stem={args.lm_stem}",
+                    f"optim.lr={args.lm_lr}",
                     f"optim.warmup_steps={args.lm_warmup}", f"max_steps={args.steps2}"])
         runs[q] = (s1, s2)
     return runs
@@ -215,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lm-width", type=int, default=64)
     p.add_argument("--lm-layers", type=int, default=2, help="stage-II encoder and decoder layers (each)")
     p.add_argument("--lm-lr", type=float, default=1e-3)
+    p.add_argument("--lm-stem", choices=("patch", "conv"), default="patch",
+                   help="stage-II image stem (UViMLMConfig.stem): a linear patch embedding, or two 3x3 convs before it")
     p.add_argument("--lm-warmup", type=int, default=100)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--num-train", type=int, default=2048, help="training pairs (rendered once, kept in memory)")
