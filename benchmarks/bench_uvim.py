@@ -10,7 +10,8 @@ stopped and skips finished runs). It then evaluates on the synthetic test split 
 motorcycle and castel frames): stage-I (oracle), stage-II and no-code metrics, codebook usage over the
 test codes, stage-II token accuracy and the perplexity of the decoded codes; for depth RMSE and
 colorization PSNR also a 95% interval over test images and the paired per-image difference of stage II
-to the no-code model. Results: ``uvim_<task>.json`` and ``uvim_<task>.md`` in the output folder.
+to the no-code model. Results: ``uvim_<task>.json`` and ``uvim_<task>.md`` in the output folder
+(``uvim_<task>_seed1-2.json`` ... for other ``--seeds``).
 """
 
 from __future__ import annotations
@@ -236,8 +237,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         results = {seed: evaluate_task(task, r, args) for seed, r in runs.items()}
         out = {"scale": vars(args) | {"output_dir": str(args.output_dir), "tasks": [task]}, "results": {task: results}}
-        (args.output_dir / f"uvim_{task}.json").write_text(json.dumps(out, indent=2, default=str))
-        (args.output_dir / f"uvim_{task}.md").write_text(markdown({task: results}, args))
+        stem = f"uvim_{task}" + ("" if args.seeds == [0] else "_seed" + "-".join(map(str, args.seeds)))
+        (args.output_dir / f"{stem}.json").write_text(json.dumps(out, indent=2, default=str))
+        (args.output_dir / f"{stem}.md").write_text(markdown({task: results}, args))
         print(markdown({task: results}, args), flush=True)
     return 0
 
