@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 STAMP  := $(VENV)/.fsqtok-installed
 
-.PHONY: setup test bench clean demo test-distributed
+.PHONY: setup test bench clean demo test-distributed reproduce-maskgit
 
 setup: $(STAMP)
 
@@ -35,6 +35,15 @@ bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/bench_quantizers.py
 	$(PY) benchmarks/bench_tokenizers.py
+
+# Issue 11's reproduction (about 2 h on 2 cores, resumable: rerun to continue): MaskGIT on FSQ against VQ
+# tokens of Fashion-MNIST and the codebook-size study side by side, then the BENCHMARKS.md tables and figure.
+reproduce-maskgit: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/bench_maskgit.py --part main --until classifier
+	$(PY) benchmarks/bench_maskgit.py --part study & study=$$!; \
+	  $(PY) benchmarks/bench_maskgit.py --part main; main=$$?; wait $$study && test $$main -eq 0
+	$(PY) benchmarks/maskgit_report.py --figure docs/codebook_study.png --copy-to benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -1,5 +1,8 @@
 """A tokenizer with the VQ baseline bottleneck (for the FSQ-vs-VQ comparison)."""
 
+import warnings
+
+import pytest
 import torch
 
 from fsqtok import load_tokenizer
@@ -43,3 +46,18 @@ def test_vq_dead_code_restarts_are_a_config_field(tmp_path):
         ImageConfig(vq_dead_code_threshold=1.0)
     with pytest.raises(ConfigError, match="vq_dead_code_threshold: must be >= 0"):
         ImageConfig(quantizer="vq", vq_dead_code_threshold=-1)
+
+
+def test_vq_levels_only_size_the_codebook():
+    """VQ's levels give prod codes of dim len: no FSQ grid rules (no warning for levels < 5, 2 allowed)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert ImageTokenizer(ImageConfig(quantizer="vq", levels=(8, 8, 4, 4))).codebook_size == 1024
+        tok = ImageTokenizer(ImageConfig(quantizer="vq", levels=(2,) * 10))
+    assert (tok.codebook_size, tok.quantizer.dim) == (1024, 10)
+    with pytest.warns(UserWarning, match="below 5"):
+        ImageConfig(levels=(8, 8, 4, 4))
+    from fsqtok.tokenizers import ConfigError
+
+    with pytest.raises(ConfigError, match="levels"):
+        ImageConfig(levels=(2, 5))

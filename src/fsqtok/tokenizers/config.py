@@ -42,8 +42,9 @@ class TokenizerConfig(ModelConfig):
         if self.quantizer != "vq" and self.vq_dead_code_threshold > 0:
             self._fail("vq_dead_code_threshold", "needs quantizer='vq'")
         levels = self._check_ints("levels", minimum=2)
-        try:
-            validate_levels(levels, eps=1e-3, symmetric=False)
+        try:  # for VQ the levels only size the codebook (prod codes of dim len): no FSQ grid to check
+            if self.quantizer != "vq":
+                validate_levels(levels, eps=1e-3, symmetric=False)
         except (TypeError, ValueError) as e:
             self._fail("levels", str(e).removeprefix("FSQ: "))
         self._check_int("num_stages", minimum=1)
