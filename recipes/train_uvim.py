@@ -48,7 +48,7 @@ from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, C
                              load_config, prepare_output_dir, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
-LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout")
+LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout", "stem")
 _model_defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(UViMConfig()).items()}
 _model_defaults.pop("task")  # the top-level `task` sets it
 
@@ -72,6 +72,7 @@ DEFAULTS: dict[str, Any] = {
         "batch_size": 16,  # per process
         "num_workers": 0,
         "cache": False,  # synthetic source: keep rendered training pairs in memory (small num_train, many epochs)
+        "cache_dir": None,  # synthetic source: render the training pairs once into this folder; later runs load them
     },
     "optim": {"lr": 1e-3, "betas": [0.9, 0.99], "weight_decay": 1e-5, "schedule": "cosine", "warmup_steps": 100,
               "min_lr_ratio": 0.1, "grad_clip": 1.0, "gradient_accumulation_steps": 1, "ema_decay": 0.0},
@@ -149,7 +150,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         train_set = UViMFolderPairs(cfg.task, d.path, size, train=True, seed=cfg.seed)
         val_set = UViMFolderPairs(cfg.task, d.val_path or d.path, size, train=False)
     else:
-        train_set = UViMPairs(cfg.task, "train", d.num_train, size, d.seed, cache=d.cache)
+        train_set = UViMPairs(cfg.task, "train", d.num_train, size, d.seed, cache=d.cache, cache_dir=d.cache_dir)
         val_set = UViMPairs(cfg.task, "val", d.num_val, size, d.seed)
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)

@@ -9,7 +9,8 @@ the image, and as stage I, ``oracle``: the code made from the true target) or a 
 synthetic test split at the model's size, plus for depth with ``--real`` the real motorcycle and castel
 frames. Metrics: depth RMSE (m) / AbsRel / delta<1.25 on valid pixels; colorization PSNR and FD-chroma
 (``--fid`` adds FID on Inception features); panoptic PQ / SQ / RQ; codebook usage and perplexity of
-the codes; stage-II token accuracy against the oracle's codes.
+the codes; stage-II token accuracy against the oracle's codes. ``--code-tokens K`` adds the same scores
+from the codes' first ``K`` tokens only (modes ``lm_firstK`` and ``oracle_firstK``; the rest dropped).
 
 Writes ``<output-dir>/eval.json`` (``{"results": {name: {set: {mode: metrics}}}}``) and ``eval.md``.
 Exit status: 0 done, 1 bad input, 2 bad arguments.
@@ -81,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=32)
         p.add_argument("--real", action="store_true", help="depth: add the real motorcycle and castel frames")
         p.add_argument("--fid", action="store_true", help="colorization: add FID (Inception, slow on a CPU)")
+        p.add_argument("--code-tokens", type=int, default=None,
+                       help="also score the first K code tokens only (modes lm_firstK, oracle_firstK; the rest dropped)")
         p.add_argument("--output-dir", type=Path, required=True)
         p.add_argument("--debug", action="store_true", help="show tracebacks")
         args = p.parse_args(argv)
@@ -92,11 +95,16 @@ def main(argv: list[str] | None = None) -> int:
             if args.fid and stage1.config.task == "colorization":
                 stage1.task.metrics = lambda: ColorizationMetrics(fid=True)  # this model's evaluation only
             modes = ("lm", "oracle") if pipe is not None else (("no_code",) if stage1.config.no_code else ("oracle",))
+            runs = [(mode, mode, None) for mode in modes]
+            if args.code_tokens is not None and not stage1.config.no_code:
+                if not 1 <= args.code_tokens <= stage1.config.num_tokens:
+                    raise UsageError(f"--code-tokens must be in 1..{stage1.config.num_tokens} for {name}, got {args.code_tokens}")
+                runs += [(f"{mode}_first{args.code_tokens}", mode, args.code_tokens) for mode in modes]
             for set_name, (x, y) in data_sets(stage1, args.num, args.real, args.seed).items():
-                for mode in modes:
-                    m = evaluate(stage1, batches(x, y, args.batch_size), mode, pipe.lm if pipe else None)
-                    results.setdefault(name, {}).setdefault(set_name, {})[mode] = m
-                    print(f"{name} {set_name} {mode}: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
+                for label, mode, k in runs:
+                    m = evaluate(stage1, batches(x, y, args.batch_size), mode, pipe.lm if pipe else None, code_tokens=k)
+                    results.setdefault(name, {}).setdefault(set_name, {})[label] = m
+                    print(f"{name} {set_name} {label}: " + " ".join(f"{k}={v:.4g}" for k, v in m.items()), flush=True)
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / "eval.json").write_text(json.dumps({"results": results, "num": args.num,
                                                                "seed": args.seed}, indent=2))

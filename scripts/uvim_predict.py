@@ -18,7 +18,6 @@ Exit status: 0 done, 1 bad input (unreadable image, bad model folder), 2 bad arg
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -54,12 +53,12 @@ def load(model_dir: str):
 
 
 @torch.no_grad()
-def predict(stage1: UViMStage1, pipe: UViMPipeline | None, image: torch.Tensor) -> torch.Tensor:
+def predict(stage1: UViMStage1, pipe: UViMPipeline | None, image: torch.Tensor, code_tokens: int | None = None) -> torch.Tensor:
     """``(3, H, W)`` in [-1, 1] -> the task's prediction at ``(H, W)``."""
     h, w = image.shape[-2:]
     s = stage1.config.image_size
     x = F.interpolate(image[None], size=(s, s), mode="bilinear", antialias=True, align_corners=False).clamp(-1, 1)
-    pred = pipe.predict(x)[0] if pipe is not None else stage1.predict(x)
+    pred = pipe.predict(x, num_tokens=code_tokens)[0] if pipe is not None else stage1.predict(x)
     task = stage1.config.task
     if task == "panoptic":
         return F.interpolate(pred.float(), size=(h, w), mode="nearest").long()[0]
@@ -92,16 +91,20 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--model", required=True, help="stage-II model folder (or a no_code stage-I folder)")
         p.add_argument("input", help="image file")
         p.add_argument("-o", "--output", required=True, help="output file (see the module docstring)")
+        p.add_argument("--code-tokens", type=int, default=None,
+                       help="decode only the first K code tokens; the base model sees the rest as dropped")
         p.add_argument("--debug", action="store_true", help="show tracebacks")
         args = p.parse_args(argv)
         if not Path(args.model, "config.json").is_file() and Path(args.model).exists():
             raise UsageError(f"--model {args.model}: no config.json in that folder")
         stage1, pipe = load(args.model)
+        if args.code_tokens is not None and (pipe is None or not 1 <= args.code_tokens <= stage1.config.num_tokens):
+            raise UsageError(f"--code-tokens needs a stage-II model and 1..{stage1.config.num_tokens}, got {args.code_tokens}")
         task, out = stage1.config.task, Path(args.output)
         if out.suffix.lower() not in OUTPUTS[task]:
             raise UsageError(f"-o {out}: a {task} model writes {' or '.join(OUTPUTS[task])} files")
         image = read_image(args.input, channels=3)
-        for path in write(task, predict(stage1, pipe, image), image, out):
+        for path in write(task, predict(stage1, pipe, image, args.code_tokens), image, out):
             print(path)
         return 0
 

@@ -9,16 +9,30 @@ import torch
 from fsqtok.data import rgbd
 from fsqtok.data.panoptic import MIN_PIXELS, NUM_CLASSES, synthetic_panoptic
 from fsqtok.data.real_depth import motorcycle_depth, read_castel_depth, real_depth_frames
+from fsqtok.data.preprocess import DataError
 from fsqtok.data.uvim_pairs import UViMPairs
 
 
-def test_rgbd_scale_is_invisible_in_the_image(monkeypatch):
-    monkeypatch.setattr(rgbd, "SCALE_RANGE", (1.0, 1.0))
-    rgb1, d1 = rgbd.synthetic_rgbd(3, 32, "train", seed=5)
-    monkeypatch.setattr(rgbd, "SCALE_RANGE", (2.5, 2.5))
-    rgb2, d2 = rgbd.synthetic_rgbd(3, 32, "train", seed=5)
+def _render_at(monkeypatch, scale: float, tile: float):
+    monkeypatch.setattr(rgbd, "SCALE_RANGE", (scale, scale))
+    monkeypatch.setattr(rgbd, "TILE_RANGE", (tile, tile))
+    return rgbd.synthetic_rgbd(3, 32, "train", seed=5)
+
+
+def test_rgbd_scale_is_invisible_but_for_the_metric_floor_tiles(monkeypatch):
+    rgb1, d1 = _render_at(monkeypatch, 1.0, 0.5)
+    rgb2, d2 = _render_at(monkeypatch, 2.5, 1.25)  # tiles scaled with the scene: no cue left
     assert torch.equal(rgb1, rgb2)  # the same picture ...
     assert torch.allclose(d2, 2.5 * d1)  # ... at another metric scale
+
+
+def test_rgbd_floor_tiles_reveal_the_scale_and_nothing_else_does(monkeypatch):
+    rgb1, d1 = _render_at(monkeypatch, 1.0, 0.5)
+    rgb2, d2 = _render_at(monkeypatch, 2.5, 0.5)  # the same metric tiles in a 2.5x bigger scene
+    assert torch.allclose(d2, 2.5 * d1)
+    changed = (rgb1 != rgb2).any(1)  # (3, 32, 32)
+    assert changed.sum() > 30  # the tile pattern differs ...
+    assert not changed[:, :16].any()  # ... and only below the horizon (the camera looks level): on the floor
 
 
 def test_rgbd_is_deterministic_finite_and_varied():
@@ -112,3 +126,21 @@ def test_folder_pairs_through_the_paired_layer(tmp_path):
     assert (pan["target"][0] == 1).all() and (pan["target"][1] == 1).all()
     col = UViMFolderPairs("colorization", str(tmp_path), 16, train=False)[0]
     assert torch.equal(col["image"], col["target"])
+
+
+def test_uvim_pairs_disk_cache_renders_once_then_loads(tmp_path, monkeypatch):
+    fresh = [UViMPairs("depth", "train", 3, 16, seed=2)[i] for i in range(3)]
+    cached = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
+    path = tmp_path / "uvim-depth-train-n3-s16-seed2.pt"
+    assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+    monkeypatch.setattr(UViMPairs, "_make", lambda self, i: pytest.fail("rendered again instead of loading"))
+    loaded = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
+    for i in range(3):
+        assert torch.equal(loaded[i]["image"], fresh[i]["image"]) and torch.equal(loaded[i]["target"], fresh[i]["target"])
+        assert torch.equal(cached[i]["target"], fresh[i]["target"])
+    path.rename(tmp_path / "uvim-depth-train-n2-s16-seed2.pt")  # a file holding 3 pairs under a 2-pair name
+    with pytest.raises(DataError, match="holds 3 pairs of size 16, expected 2 .*delete it"):
+        UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path)
+    (tmp_path / "uvim-depth-val-n2-s16-seed2.pt").write_bytes(b"junk")
+    with pytest.raises(DataError, match="not a readable UViM pair cache"):
+        UViMPairs("depth", "val", 2, 16, seed=2, cache_dir=tmp_path)

@@ -111,6 +111,20 @@ def test_predict_from_indices_equals_oracle_prediction():
     assert torch.equal(m.predict(x, idx.flatten(1)), pred)
 
 
+def test_a_code_prefix_drops_the_tokens_after_it():
+    torch.manual_seed(0)
+    m = UViMStage1(UViMConfig(**SMALL)).eval()
+    x, y = batch("depth")
+    idx = m.oracle_predict(x, y)[1].flatten(1)
+    assert torch.equal(m.predict(x, idx[:, :0]), m.predict(x))  # an empty prefix is no code at all
+    assert torch.equal(m.predict(x, idx[:, :16]), m.predict(x, idx))
+    keep = m.prefix_keep(2, 5, x.device)
+    assert keep.flatten(1).sum(1).tolist() == [5, 5] and keep.flatten(1)[:, :5].all()  # the first 5 in raster order
+    assert torch.equal(m.predict(x, idx[:, :5]), m.task.predict(m.decode(x, m.codes_from_indices(idx), keep)))
+    with pytest.raises(ValueError, match="0..16 tokens"):
+        m.prefix_keep(2, 17, x.device)
+
+
 def test_bad_configs_and_inputs_are_one_line_errors():
     with pytest.raises(ConfigError, match="quantizer"):
         UViMConfig(quantizer="rvq")

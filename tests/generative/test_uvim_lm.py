@@ -41,9 +41,10 @@ def test_teacher_forcing_is_causal():
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
-def test_lm_learns_a_toy_mapping_and_decodes_it_greedily():
+@pytest.mark.parametrize("stem", ["patch", "conv"])
+def test_lm_learns_a_toy_mapping_and_decodes_it_greedily(stem):
     torch.manual_seed(0)
-    lm = UViMLM(UViMLMConfig(**TINY))
+    lm = UViMLM(UViMLMConfig(**TINY, stem=stem))
     opt = torch.optim.AdamW(lm.parameters(), lr=5e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 100)
     x, t = toy(12)
@@ -72,6 +73,18 @@ def test_bad_inputs():
         lm.generate(x, temperature=-1)
     with pytest.raises(ConfigError, match="patch_size"):
         UViMLMConfig(**{**TINY, "patch_size": 5})
+    with pytest.raises(ConfigError, match="stem"):
+        UViMLMConfig(**TINY, stem="resnet")
+
+
+def test_conv_stem_sees_the_image_before_the_patches():
+    torch.manual_seed(0)
+    patch, conv = UViMLM(UViMLMConfig(**TINY)), UViMLM(UViMLMConfig(**TINY, stem="conv"))
+    assert isinstance(patch.stem, torch.nn.Identity) and len(conv.stem) == 4
+    assert conv.patch.in_channels == TINY["width"] // 2 and patch.patch.in_channels == 3
+    x = toy(2)[0]
+    assert conv.encode(x).shape == patch.encode(x).shape == (2, 4, TINY["width"])
+    assert set(conv.state_dict()) - set(patch.state_dict()) == {f"stem.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
 
 
 def test_pipeline_names_its_stage1_and_round_trips(tmp_path):
@@ -89,6 +102,10 @@ def test_pipeline_names_its_stage1_and_round_trips(tmp_path):
     assert pred.shape == (2, 1, 16, 16) and tokens.shape == (2, 16)
     assert torch.equal(tokens, lm.eval().generate(x))
     assert torch.equal(pred, s1.predict(x, tokens))
+    pred5, tokens5 = pipe.predict(x, num_tokens=5)  # a decoded prefix: the greedy code's first 5 tokens
+    assert torch.equal(tokens5, tokens[:, :5]) and torch.equal(pred5, s1.predict(x, tokens[:, :5]))
+    with pytest.raises(ValueError, match="num_tokens must be in 1..16"):
+        lm.generate(x, num_tokens=0)
     # another stage-I model (same architecture, other weights) is refused
     other = UViMStage1(s1.config)
     with pytest.raises(CheckpointError, match="not those the LM was trained on"):

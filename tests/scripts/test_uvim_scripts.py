@@ -89,6 +89,18 @@ def test_bad_arguments(tmp_path, predict, capsys):
     assert predict.main(["--model", str(model), str(tmp_path / "missing.png"), "-o", str(tmp_path / "d.png")]) == 1
     assert not (tmp_path / "d.png").exists()
     assert predict.main([str(img), "-o", "x.png"]) == 2
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "d.png"), "--code-tokens", "9"]) == 2
+    assert "--code-tokens needs a stage-II model and 1..4" in capsys.readouterr().err
+
+
+def test_predict_from_a_code_prefix(tmp_path, predict):
+    model, img = save_models(tmp_path, "depth"), photo(tmp_path / "in.png")
+    for k, name in ((1, "a.npy"), (4, "b.npy")):
+        assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / name), "--code-tokens", str(k)]) == 0
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "c.npy")]) == 0
+    a, b, c = (np.load(tmp_path / n) for n in ("a.npy", "b.npy", "c.npy"))
+    assert np.array_equal(b, c)  # all 4 tokens of this 2x2 code = the whole code
+    assert a.shape == c.shape and not np.array_equal(a, c)  # 3 of 4 tokens dropped: another prediction
 
 
 def test_evaluate_uvim_writes_json_and_markdown(tmp_path):
@@ -104,3 +116,7 @@ def test_evaluate_uvim_writes_json_and_markdown(tmp_path):
     assert {"rmse", "abs_rel", "delta1", "codebook_usage", "token_accuracy"} <= set(lm)
     assert res["stage1"]["synthetic test"]["oracle"]["rmse"] == res["m"]["synthetic test"]["oracle"]["rmse"]
     assert "| m | real castel | lm |" in (out / "eval.md").read_text()
+    assert evaluate.main(["--model", f"m={model}", "--num", "4", "--code-tokens", "2", "--output-dir", str(out)]) == 0
+    res = json.loads((out / "eval.json").read_text())["results"]["m"]["synthetic test"]
+    assert set(res) == {"lm", "oracle", "lm_first2", "oracle_first2"} and res["lm_first2"]["rmse"] != res["lm"]["rmse"]
+    assert evaluate.main(["--model", str(model), "--num", "4", "--code-tokens", "5", "--output-dir", str(out)]) == 2

@@ -1,13 +1,23 @@
 """Synthetic RGB-D for UViM depth: a numpy ray-caster whose surfaces carry real photo textures.
 
 A room corner (floor, back wall, one side wall) holds 1-4 spheres and 0-2 boxes of random sizes
-and places. Floor and walls are textured with scikit-image's real textures and photo crops;
-objects with photo crops, shaded by one light. Every scene is then scaled by a random factor
-``s`` (log-uniform in ``scale_range``), geometry and texture alike, so the image is *identical*
-for every ``s`` while the depth is multiplied by it: the metric scale cannot be read from the image,
-only from a code that has seen the target (the point of UViM's guide code). Depth is exact z-depth
-in metres. Sample ``i`` of a split is a pure function of ``(seed, split, i)``, so datasets are
-unbounded, need no files and resume exactly.
+and places. Walls and objects are textured with scikit-image's real textures and photo crops,
+shaded by one light. Every scene is then scaled by a random factor ``s`` (log-uniform in
+``SCALE_RANGE``): geometry and all wall and object textures scale with it, so on its own the picture
+says nothing about ``s``, and the depth is multiplied by it.
+
+One global cue makes the scale *partly* inferable: the floor is a plain checkerboard of tiles whose size
+is drawn in **metres** (log-uniform in ``TILE_RANGE``, a factor of 2), not in scene units. How many
+tiles the floor shows, read together with their perspective, pins ``s`` to within that factor of 2
+(against a factor of 10 without it). The cue lies in the floor, the lower part of the picture,
+while the metric depth of every wall and object pixel depends on it: reading it is global reasoning
+(stage II's transformer attends over the whole image), and the rest of the scale, the factor of 2,
+is only in the guide code, which has seen the target. So ``f(x, empty)`` is limited, an LM that
+reads the tiles can do better, and the oracle better still. Without the cue no LM can beat
+``f(x, empty)`` on the scale, whatever it is trained on (greedy decoding of an unpredictable code).
+With ``TILE_RANGE`` scaled together with ``SCALE_RANGE`` the picture is identical at every scale
+(the tests pin this). Depth is exact z-depth in metres. Sample ``i`` of a split is a pure function
+of ``(seed, split, i)``, so datasets are unbounded, need no files and resume exactly.
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ from .samples import TEXTURES, TRAIN_PHOTOS, VAL_PHOTOS, _skimage_array
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SCALE_RANGE = (0.15, 1.5)  # metres per scene unit; unit scenes span ~1.2-10 units -> ~0.2-15 m
+TILE_RANGE = (0.5, 1.0)  # floor tile side in metres (the one cue to the scale, up to this factor of 2)
+TILE_DARK = 0.3  # brightness of the dark floor tiles (the light ones are 1)
 
 
 @lru_cache(maxsize=None)
@@ -44,7 +56,7 @@ def _sample(tex: np.ndarray, a: np.ndarray, b: np.ndarray, freq: float) -> np.nd
 
 
 def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, np.ndarray, float]:
-    """One scene: rgb ``(3, s, s)`` in [0, 1], z-depth ``(s, s)`` in metres, and its scale factor."""
+    """One scene: rgb ``(3, s, s)`` in [0, 1], z-depth ``(s, s)`` in metres, and its scale factor (metres per unit)."""
     names = _textures(split)
     fov = np.deg2rad(rng.uniform(45, 75))
     f = 0.5 * size / np.tan(fov / 2)
@@ -54,6 +66,8 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
     light = np.array([rng.uniform(-0.6, 0.6), 0.8, -0.5])
     light /= np.linalg.norm(light)
     cam_h, wall_z, side_x = rng.uniform(0.8, 2.0), rng.uniform(3.5, 9.0), rng.choice([-1, 1]) * rng.uniform(1.5, 4)
+    scale = float(np.exp(rng.uniform(*np.log(SCALE_RANGE))))
+    tile = float(np.exp(rng.uniform(*np.log(TILE_RANGE)))) / scale  # the metric floor tile, in scene units
     depth = np.full((size, size), np.inf)
     rgb = np.zeros((size, size, 3))
 
@@ -72,8 +86,11 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
             p = rays * t[..., None]
             a, b = [p[..., k] for k in range(3) if k != axis]
             tex, tint, freq = texture()
-            shade = 1.0 if axis != 1 else np.clip(1.1 - t / 15, 0.4, 1)[..., None]
-            paint(np.where(t > 0, t, np.inf), _sample(tex, a, b, freq) * tint * shade)
+            colour = _sample(tex, a, b, freq) * tint
+            if axis == 1:  # the floor: plain tinted tiles of the metric checkerboard (no photo), distance fog
+                checker = (np.floor(a / tile) + np.floor(b / tile)) % 2
+                colour = (tint * np.clip(1.1 - t / 15, 0.4, 1)[..., None] * np.where(checker == 1, TILE_DARK, 1.0)[..., None])
+            paint(np.where(t > 0, t, np.inf), colour)
         for _ in range(rng.integers(1, 5)):  # spheres resting on the floor
             r = rng.uniform(0.15, 1.0)
             c = np.array([rng.uniform(-2.5, 2.5), -cam_h + r, rng.uniform(1.0 + r, wall_z - r)])
@@ -99,7 +116,6 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
             tex, tint, freq = texture()
             shade = np.clip(normal @ light, 0.2, 1.0)[..., None]
             paint(t, _sample(tex, p[..., 1] + p[..., 2], p[..., 0] + p[..., 2], freq) * tint * shade)
-    scale = float(np.exp(rng.uniform(*np.log(SCALE_RANGE))))
     return rgb.transpose(2, 0, 1).clip(0, 1), depth * scale, scale
 
 

@@ -13,10 +13,15 @@ Item ``i`` is a pure function of ``(task, split, seed, i)``: no files, any lengt
 (:class:`fsqtok.data.PairedFolderSource` + :class:`~fsqtok.data.PairedDataset`): sub-folders
 ``image/`` and ``depth/`` (depth), ``image/`` (colorization), or ``image/``, ``semantic/`` and ``instance/``
 (panoptic: label-map PNGs or ``.npy``), matched by file stem.
-``cache=True`` keeps rendered items in memory, for a small training set seen for several epochs.
+``cache=True`` keeps rendered items in memory, for a small training set seen for several epochs;
+``cache_dir=DIR`` also renders the whole set once into ``DIR/uvim-<task>-<split>-n<length>-s<size>-seed<seed>.pt``
+and later datasets with the same arguments (other runs of a benchmark) load it instead of rendering.
 """
 
 from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -36,7 +41,8 @@ FOLDER_FIELDS = {"depth": (Field("image", "image"), Field("depth", "depth")), "c
 class UViMPairs(torch.utils.data.Dataset):
     """Map-style dataset of ``length`` pairs for ``task`` (see module docstring)."""
 
-    def __init__(self, task: str, split: str, length: int, size: int = 64, seed: int = 0, cache: bool = False) -> None:
+    def __init__(self, task: str, split: str, length: int, size: int = 64, seed: int = 0, cache: bool = False,
+                 cache_dir: str | Path | None = None) -> None:
         if task not in PAIR_TASKS:
             raise ValueError(f"task must be one of {', '.join(PAIR_TASKS)}, got {task!r}")
         if split not in SPLITS:
@@ -45,7 +51,29 @@ class UViMPairs(torch.utils.data.Dataset):
             raise ValueError(f"need length >= 1 and size >= 8, got {length}, {size}")
         self.task, self.split, self.length, self.size, self.seed = task, split, length, size, seed
         self._chunk: tuple[int, Tensor] | None = None
-        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache else None  # memory: ~length x item size
+        self._cache: dict[int, dict[str, Tensor]] | None = {} if cache or cache_dir else None  # ~length x item size
+        if cache_dir is not None:
+            self._load_or_render(Path(cache_dir) / f"uvim-{task}-{split}-n{length}-s{size}-seed{seed}.pt")
+
+    def _load_or_render(self, path: Path) -> None:
+        """Fill the memory cache from ``path``, or render every item and write ``path`` (atomically)."""
+        if path.is_file():
+            try:
+                data = torch.load(path, map_location="cpu", weights_only=True)
+                image, target = data["image"], data["target"]
+            except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
+                raise DataError(f"{path}: not a readable UViM pair cache ({e}); delete it to render again") from None
+            if len(image) != self.length or len(target) != self.length or image.shape[-1] != self.size:
+                raise DataError(f"{path}: holds {len(image)} pairs of size {image.shape[-1]}, expected {self.length} "
+                                f"of size {self.size}; delete it to render again")
+            self._cache.update({i: {"image": image[i], "target": target[i]} for i in range(self.length)})
+            return
+        items = [self[i] for i in range(self.length)]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        torch.save({"image": torch.stack([it["image"] for it in items]),
+                    "target": torch.stack([it["target"] for it in items])}, tmp)
+        os.replace(tmp, path)
 
     def __len__(self) -> int:
         return self.length

@@ -228,12 +228,26 @@ class UViMStage1(nn.Module, HubMixin):
         g = self.config.code_grid
         return self.quantizer.decode_indices(indices.reshape(-1, g, g))
 
+    def prefix_keep(self, batch: int, length: int, device: torch.device) -> Tensor:
+        """bool ``(B, g, g)`` that keeps the first ``length`` tokens in raster order (a code prefix)."""
+        n = self.config.num_tokens
+        if not 0 <= length <= n:
+            raise ValueError(f"UViM: a code prefix has 0..{n} tokens, got {length}")
+        return (torch.arange(n, device=device) < length).view(1, *(self.config.code_grid,) * 2).expand(batch, -1, -1)
+
     @torch.no_grad()
     def predict(self, image: Tensor, indices: Tensor | None = None) -> Tensor:
         """``f(x, z)`` as a task prediction (depth metres, RGB, or class/instance ids); ``indices=None``
-        (or a ``no_code`` model) predicts from the image alone."""
-        z = None if indices is None or self.config.no_code else self.codes_from_indices(indices)
-        return self.task.predict(self.decode(image, z))
+        (or a ``no_code`` model) predicts from the image alone. ``indices (B, k)`` with ``k < g*g`` is a
+        code prefix: the first ``k`` tokens in raster order, the rest dropped (as code dropout drops them)."""
+        if indices is None or self.config.no_code:
+            return self.task.predict(self.decode(image, None))
+        b, n = indices.shape[0], self.config.num_tokens
+        flat = indices.reshape(b, -1)
+        k = flat.shape[1]
+        if k < n:
+            flat = torch.cat([flat, flat.new_zeros(b, n - k)], 1)
+        return self.task.predict(self.decode(image, self.codes_from_indices(flat), self.prefix_keep(b, k, image.device)))
 
     @torch.no_grad()
     def oracle_predict(self, image: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None]:

@@ -1,7 +1,9 @@
 """UViM stage II: an encoder-decoder transformer that reads the image and predicts the guide code.
 
 The encoder embeds ``patch_size`` patches of the image context (the same context the stage-I model
-sees) and runs bidirectional self-attention; the decoder predicts the ``num_tokens`` code tokens in
+sees; ``stem="conv"`` puts two 3x3 convolutions before the patch embedding, a small hybrid stem that
+sees edges and texture density, which a linear patch embedding learns slowly at small scale) and runs
+bidirectional self-attention; the decoder predicts the ``num_tokens`` code tokens in
 raster order with causal self-attention and cross-attention to the encoder. Training uses teacher
 forcing and cross-entropy (:meth:`UViMLM.loss`); :meth:`UViMLM.generate` decodes greedily (or samples
 with a temperature). :class:`UViMPipeline` joins an LM to the stage-I model it names (path + weights
@@ -22,6 +24,9 @@ from .uvim import UViMStage1
 from ..configs import ModelConfig
 
 
+STEMS = ("patch", "conv")
+
+
 @dataclass(frozen=True)
 class UViMLMConfig(ModelConfig):
     """Stage-II model config (its config.json). ``stage1``/``stage1_hash`` name the stage-I model."""
@@ -37,6 +42,7 @@ class UViMLMConfig(ModelConfig):
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
+    stem: str = "patch"  # "patch": a linear patch embedding (ViT); "conv": two 3x3 convs (GELU) before it
     stage1: str = ""  # stage-I folder or Hub repo id; a relative path resolves against this model's folder
     stage1_hash: str = ""  # sha256 of the stage-I weights (HubMixin.weights_hash)
 
@@ -46,6 +52,7 @@ class UViMLMConfig(ModelConfig):
             self._check_int(name, 1)
         self._check_float("mlp_ratio", 0.0)
         self._check_float("dropout", 0.0)
+        self._check_choice("stem", STEMS)
         if self.image_size % self.patch_size:
             self._fail("patch_size", f"must divide image_size={self.image_size}, got {self.patch_size}")
         if self.width % self.heads:
@@ -73,7 +80,10 @@ class UViMLM(nn.Module, HubMixin):
         super().__init__()
         c = self.config = config or UViMLMConfig()
         n_patches = (c.image_size // c.patch_size) ** 2
-        self.patch = nn.Conv2d(c.context_channels, c.width, c.patch_size, stride=c.patch_size)
+        stem = c.width // 2
+        self.stem = nn.Identity() if c.stem == "patch" else nn.Sequential(
+            nn.Conv2d(c.context_channels, stem, 3, padding=1), nn.GELU(), nn.Conv2d(stem, stem, 3, padding=1), nn.GELU())
+        self.patch = nn.Conv2d(c.context_channels if c.stem == "patch" else stem, c.width, c.patch_size, stride=c.patch_size)
         self.enc_pos = nn.Parameter(torch.randn(1, n_patches, c.width) * 0.02)
         hidden = int(round(c.mlp_ratio * c.width))
         layer = dict(d_model=c.width, nhead=c.heads, dim_feedforward=hidden, dropout=c.dropout,
@@ -96,7 +106,7 @@ class UViMLM(nn.Module, HubMixin):
         if context.ndim != 4 or context.shape[1:] != (c.context_channels, c.image_size, c.image_size):
             raise ValueError(f"UViMLM: context must be (B, {c.context_channels}, {c.image_size}, {c.image_size}), "
                              f"got {tuple(context.shape)}")
-        h = self.patch(context).flatten(2).transpose(1, 2)
+        h = self.patch(self.stem(context)).flatten(2).transpose(1, 2)
         return self.encoder(h + self.enc_pos)
 
     def _decode(self, memory: Tensor, inputs: Tensor) -> Tensor:
@@ -130,14 +140,19 @@ class UViMLM(nn.Module, HubMixin):
         return loss, (logits.argmax(-1) == target).float().mean().detach()
 
     @torch.no_grad()
-    def generate(self, context: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
+    def generate(self, context: Tensor, temperature: float = 0.0, generator: torch.Generator | None = None,
+                 num_tokens: int | None = None) -> Tensor:
         """Decode the code token by token: greedy when ``temperature == 0``, else sampled from
-        ``softmax(logits / temperature)``. Returns int64 ``(B, num_tokens)``."""
+        ``softmax(logits / temperature)``. Returns int64 ``(B, num_tokens)``; ``num_tokens`` below the
+        code length decodes only that prefix (default: the whole code)."""
         if temperature < 0:
             raise ValueError(f"UViMLM.generate: temperature must be >= 0, got {temperature}")
+        length = self.config.num_tokens if num_tokens is None else num_tokens
+        if not 1 <= length <= self.config.num_tokens:
+            raise ValueError(f"UViMLM.generate: num_tokens must be in 1..{self.config.num_tokens}, got {num_tokens}")
         memory = self.encode(context)
         seq = torch.full((context.shape[0], 1), self.bos, dtype=torch.long, device=context.device)
-        for _ in range(self.config.num_tokens):
+        for _ in range(length):
             logits = self._decode(memory, seq)[:, -1].float()
             if temperature == 0:
                 nxt = logits.argmax(-1)
@@ -180,7 +195,8 @@ class UViMPipeline:
         return cls(stage1, lm)
 
     @torch.no_grad()
-    def predict(self, image: Tensor, temperature: float = 0.0) -> tuple[Tensor, Tensor]:
-        """Image ``(B, 3, H, W)`` in [-1, 1] -> (task prediction, code ``(B, num_tokens)``)."""
-        tokens = self.lm.generate(self.stage1.task.context(image), temperature)
+    def predict(self, image: Tensor, temperature: float = 0.0, num_tokens: int | None = None) -> tuple[Tensor, Tensor]:
+        """Image ``(B, 3, H, W)`` in [-1, 1] -> (task prediction, code ``(B, num_tokens)``); ``num_tokens``
+        below the code length decodes only that prefix and the base model sees the rest as dropped."""
+        tokens = self.lm.generate(self.stage1.task.context(image), temperature, num_tokens=num_tokens)
         return self.stage1.predict(image, tokens), tokens
