@@ -16,7 +16,6 @@ tokenizer with other weights is refused. Labels are class ids or class names, cy
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 

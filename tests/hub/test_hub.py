@@ -213,7 +213,7 @@ def test_offline_hub_cache_loads_a_registered_type(saved, tmp_path):
     snapshot.mkdir(parents=True)
     for f in folder.iterdir():
         (snapshot / f.name).write_bytes(f.read_bytes())
-    script = f"""
+    script = """
 import fsqtok
 from fsqtok.hub import register_model_type
 register_model_type("hub_test_dummy", "dummy_model:DummyModel")

@@ -1,7 +1,6 @@
 """Hugging Face `datasets` sources through `fsqtok tokenize`: save_to_disk with Image/Audio columns,
 a local Parquet folder and an ImageFolder (``--data-format imagefolder``)."""
 
-from pathlib import Path
 
 import datasets
 import pyarrow.parquet as pq
