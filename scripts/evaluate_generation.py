@@ -39,6 +39,7 @@ import argparse
 import hashlib
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -160,8 +161,9 @@ def cached_features(extractor: nn.Module, x: Tensor, key: str, cache_dir: Path |
         return torch.load(path, weights_only=True)
     f = features(extractor, x)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(f, path.with_suffix(".tmp"))
-    path.with_suffix(".tmp").replace(path)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # concurrent runs may fill the same entry
+    torch.save(f, tmp)
+    tmp.replace(path)
     return f
 
 

@@ -159,3 +159,24 @@ def test_bootstrap_interval_brackets_the_distance():
     fake = torch.randn(300, 3, generator=g, dtype=torch.float64) + 0.5
     lo, hi = ev.frechet_interval(real, fake, rounds=40)
     assert lo < ev.frechet_distance(real, fake) < hi and hi - lo < 0.5
+
+
+def test_a_cache_entry_filled_by_two_runs_at_once(tmp_path, monkeypatch):
+    """Two evaluations filling the same feature-cache entry at once (the benchmark runs them side by side):
+    each writes its own temporary file, so neither rename fails, and the entry holds the features."""
+    extractor = torch.nn.Flatten()
+    x = torch.rand(4, 3, 2, 2)
+    pids, real_save, nested = iter([111, 222]), torch.save, {}
+    monkeypatch.setattr(ev.os, "getpid", lambda: next(pids))
+
+    def save(obj, path):
+        real_save(obj, path)
+        if not nested:  # the other run writes and renames the same entry between our save and rename
+            nested["run"] = None
+            nested["run"] = ev.cached_features(extractor, x, "same key", tmp_path)
+
+    monkeypatch.setattr(torch, "save", save)
+    f = ev.cached_features(extractor, x, "same key", tmp_path)
+    assert torch.equal(f, x.flatten(1).double()) and torch.equal(nested["run"], f)
+    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]
+    assert torch.equal(ev.cached_features(extractor, x, "same key", tmp_path), f)  # read back from the cache
