@@ -22,7 +22,8 @@ skips what its outputs already hold, so re-running continues where it stopped.
 7. sampling settings tuned on a validation split (train 56000..), the same grid for both, on seed 0's model.
 8. ``--num-samples`` conditional samples from every trained seed (sampling seed = training seed), scored
    against test with ``scripts/evaluate_generation.py`` (classifier features, bootstrap interval, floor).
-9. Inception FID of seed 0's samples on ``--inception-num`` images per set.
+9. the seeds' samples pooled into one set of seeds x ``--num-samples``, scored against as many test images.
+10. Inception FID of seed 0's samples on ``--inception-num`` images per set.
 
 **study** (the paper's codebook sizes 2^8..2^16, FSQ levels and VQ with as many codes): tokenizers of
 ``--study-steps``, their metrics, and up to 2^``--study-maskgit-max`` codes a MaskGIT per tokenizer, sampled
@@ -299,34 +300,65 @@ class Bench:
         self.save()
         return bool(todo)
 
+    def pooled(self) -> bool:
+        """Every seed's final samples of a main set pooled into one set (``samples/NAME/pooled``: links and the
+        labels in ``samples.json``), scored against as many test images: the 3 x N-sample evaluation at 3N."""
+        pooled = self.results.setdefault("pooled", {})
+        todo = [name for name in self.seeds if name not in pooled] if self.args.part == "main" else []
+        for name in todo:
+            out = self.root / f"samples/{name}/pooled"
+            (out / "images").mkdir(parents=True, exist_ok=True)
+            labels = []
+            for seed in self.seeds[name]:
+                src = self.root / f"samples/{name}/final_seed{seed}"
+                labels += json.loads((src / "samples.json").read_text())["labels"]
+                for f in sorted((src / "images").glob("*.png")):
+                    link = out / "images" / f"s{seed}_{f.name}"
+                    if not link.exists():
+                        link.symlink_to(f)
+            (out / "samples.json").write_text(json.dumps({"labels": labels}) + "\n")
+        n = len(self.seeds[todo[0]]) * self.args.num_samples if todo else 0
+        missing = [name for name in todo if not (self.root / f"samples/{name}/pooled/eval/generation.json").is_file()]
+        self.run([[sys.executable, "scripts/evaluate_generation.py", "--generated", str(self.root / f"samples/{name}/pooled"),
+                   "--reference", f"fashion-mnist:test:0:{n}", "--floor-reference", f"fashion-mnist:train:{60000 - n}:60000",
+                   "--classifier", str(self.root / "classifier"), "--inception", "off", "--cache-dir",
+                   str(self.root / "cache"), "--output-dir", str(self.root / f"samples/{name}/pooled/eval")]
+                  for name in missing], [self.root / f"logs/eval_{name}_pooled.log" for name in missing])
+        for name in todo:
+            pooled[name] = json.loads((self.root / f"samples/{name}/pooled/eval/generation.json").read_text())
+        self.save()
+        return bool(todo)
+
     def inception(self) -> bool:
         """Inception FID of seed 0's samples on ``--inception-num`` images per set (slow on a CPU)."""
         incep = self.results.setdefault("inception", {})
         todo = [name for name in self.seeds if name not in incep] if self.args.part == "main" and self.args.inception_num else []
-        for name in todo:
-            out, n, m = self.root / f"samples/{name}/final_seed0", self.args.num_samples, self.args.inception_num
-            if not (out / "eval_inception/generation.json").is_file():
-                self.run([[sys.executable, "scripts/evaluate_generation.py", "--generated", str(out), "--num", str(n),
-                           "--reference", f"fashion-mnist:test:0:{n}", "--floor-reference",
-                           f"fashion-mnist:train:55000:{55000 + n}", "--classifier", str(self.root / "classifier"),
-                           "--inception", "auto", "--inception-num", str(m), "--cache-dir", str(self.root / "cache"),
-                           "--output-dir", str(out / "eval_inception")]], [self.root / f"logs/inception_{name}.log"])
-            r = json.loads((out / "eval_inception/generation.json").read_text())
+        n, m = self.args.num_samples, self.args.inception_num
+        outs = {name: self.root / f"samples/{name}/final_seed0/eval_inception" for name in todo}
+        self.run([[sys.executable, "scripts/evaluate_generation.py", "--generated", str(out.parent), "--num", str(n),
+                   "--reference", f"fashion-mnist:test:0:{n}", "--floor-reference", f"fashion-mnist:train:55000:{55000 + n}",
+                   "--classifier", str(self.root / "classifier"), "--inception", "auto", "--inception-num", str(m),
+                   "--cache-dir", str(self.root / "cache"), "--output-dir", str(out)]
+                  for out in outs.values() if not (out / "generation.json").is_file()],
+                 [self.root / f"logs/inception_{name}.log" for name, out in outs.items() if not (out / "generation.json").is_file()])
+        for name, out in outs.items():
+            r = json.loads((out / "generation.json").read_text())
             if not isinstance(r.get("inception"), dict):
                 raise SystemExit(f"bench_maskgit: {r['inception']}")
             incep[name] = r["inception"]
-            self.save()
+        self.save()
         return bool(todo)
 
 
-STAGES = ("data", "classifier", "tokenizers", "tokenizer_eval", "tokenize", "maskgit", "tune", "final", "inception")
+STAGES = ("data", "classifier", "tokenizers", "tokenizer_eval", "tokenize", "maskgit", "tune", "final", "pooled",
+          "inception")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--part", choices=["main", "study"], required=True)
     p.add_argument("--root", default="runs/bench_maskgit", help="where every output goes (resumable)")
-    p.add_argument("--jobs", type=int, default=1, help="processes at a time (each OMP_NUM_THREADS=1)")
+    p.add_argument("--jobs", type=int, default=2, help="processes at a time (each OMP_NUM_THREADS=1)")
     p.add_argument("--tokenizer-steps", type=int, default=1000)
     p.add_argument("--study-steps", type=int, default=200)
     p.add_argument("--dead-code-factor", type=float, default=0.1,
@@ -334,13 +366,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num-recon", type=int, default=2000, help="test images for tokenizer metrics and usage")
     p.add_argument("--num-train-tokens", type=int, default=20000, help="train images tokenized for MaskGIT")
     p.add_argument("--maskgit-steps", type=int, default=1000)
-    p.add_argument("--study-maskgit-steps", type=int, default=600)
+    p.add_argument("--study-maskgit-steps", type=int, default=400)
     p.add_argument("--study-maskgit-max", type=int, default=12, help="MaskGIT for study sizes up to 2^this codes")
     p.add_argument("--maskgit-width", type=int, default=64)
     p.add_argument("--maskgit-depth", type=int, default=3)
     p.add_argument("--seeds", type=int, default=3, help="MaskGIT training seeds of the main part (each sampled with its seed)")
     p.add_argument("--num-tune", type=int, default=200, help="samples per tuning setting (scored against val)")
-    p.add_argument("--num-samples", type=int, default=5000, help="final samples per seed (scored against test)")
+    p.add_argument("--num-samples", type=int, default=2000, help="final samples per seed (scored against test)")
     p.add_argument("--num-study-samples", type=int, default=1000)
     p.add_argument("--inception-num", type=int, default=500,
                    help="images per set for Inception FID of seed 0 (0 = skip; ~0.4 s per image on one core)")
