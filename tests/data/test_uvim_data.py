@@ -131,16 +131,27 @@ def test_folder_pairs_through_the_paired_layer(tmp_path):
 def test_uvim_pairs_disk_cache_renders_once_then_loads(tmp_path, monkeypatch):
     fresh = [UViMPairs("depth", "train", 3, 16, seed=2)[i] for i in range(3)]
     cached = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
-    path = tmp_path / "uvim-depth-train-n3-s16-seed2.pt"
+    path = cached.cache_file(tmp_path)
+    assert path.name.startswith("uvim-depth-train-n3-s16-seed2-g")
     assert path.is_file() and [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     monkeypatch.setattr(UViMPairs, "_make", lambda self, i: pytest.fail("rendered again instead of loading"))
     loaded = UViMPairs("depth", "train", 3, 16, seed=2, cache_dir=tmp_path)
     for i in range(3):
         assert torch.equal(loaded[i]["image"], fresh[i]["image"]) and torch.equal(loaded[i]["target"], fresh[i]["target"])
         assert torch.equal(cached[i]["target"], fresh[i]["target"])
-    path.rename(tmp_path / "uvim-depth-train-n2-s16-seed2.pt")  # a file holding 3 pairs under a 2-pair name
+    two = UViMPairs("depth", "train", 2, 16, seed=2).cache_file(tmp_path)
+    path.rename(two)  # a file holding 3 pairs under a 2-pair name
     with pytest.raises(DataError, match="holds 3 pairs of size 16, expected 2 .*delete it"):
         UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path)
-    (tmp_path / "uvim-depth-val-n2-s16-seed2.pt").write_bytes(b"junk")
+    UViMPairs("depth", "val", 2, 16, seed=2).cache_file(tmp_path).write_bytes(b"junk")
     with pytest.raises(DataError, match="not a readable UViM pair cache"):
         UViMPairs("depth", "val", 2, 16, seed=2, cache_dir=tmp_path)
+
+
+def test_uvim_pairs_disk_cache_never_loads_pairs_of_a_changed_generator(tmp_path, monkeypatch):
+    from fsqtok.data import uvim_pairs
+
+    before = UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path).cache_file(tmp_path)
+    monkeypatch.setattr(uvim_pairs, "generator_fingerprint", lambda: "changed00000")
+    after = UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path).cache_file(tmp_path)
+    assert after != before and after.is_file() and before.is_file()  # rendered afresh under the new code

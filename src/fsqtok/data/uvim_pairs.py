@@ -14,18 +14,22 @@ Item ``i`` is a pure function of ``(task, split, seed, i)``: no files, any lengt
 ``image/`` and ``depth/`` (depth), ``image/`` (colorization), or ``image/``, ``semantic/`` and ``instance/``
 (panoptic: label-map PNGs or ``.npy``), matched by file stem.
 ``cache=True`` keeps rendered items in memory, for a small training set seen for several epochs;
-``cache_dir=DIR`` also renders the whole set once into ``DIR/uvim-<task>-<split>-n<length>-s<size>-seed<seed>.pt``
-and later datasets with the same arguments (other runs of a benchmark) load it instead of rendering.
+``cache_dir=DIR`` also renders the whole set once into ``DIR/uvim-<task>-<split>-n<length>-s<size>-seed<seed>-g<code>.pt``
+and later datasets with the same arguments (other runs of a benchmark) load it instead of rendering;
+``<code>`` fingerprints the generators' source, so a changed generator renders afresh, never loads stale pairs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
+from . import panoptic, rgbd, samples
 from .paired import Field, PairedDataset, PairedFolderSource
 from .panoptic import synthetic_panoptic
 from .preprocess import DataError
@@ -36,6 +40,16 @@ PAIR_TASKS = ("depth", "colorization", "panoptic")
 PHOTO_CHUNK = 64
 FOLDER_FIELDS = {"depth": (Field("image", "image"), Field("depth", "depth")), "colorization": (Field("image", "image"),),
                  "panoptic": (Field("image", "image"), Field("semantic", "label"), Field("instance", "label"))}
+
+
+@lru_cache(maxsize=None)
+def generator_fingerprint() -> str:
+    """12 hex digits of the sha256 of the pair generators' source (this module, rgbd, panoptic, samples)."""
+    h = hashlib.sha256()
+    for module in (rgbd, panoptic, samples):
+        h.update(Path(module.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 class UViMPairs(torch.utils.data.Dataset):
@@ -53,7 +67,12 @@ class UViMPairs(torch.utils.data.Dataset):
         self._chunk: tuple[int, Tensor] | None = None
         self._cache: dict[int, dict[str, Tensor]] | None = {} if cache or cache_dir else None  # ~length x item size
         if cache_dir is not None:
-            self._load_or_render(Path(cache_dir) / f"uvim-{task}-{split}-n{length}-s{size}-seed{seed}.pt")
+            self._load_or_render(self.cache_file(cache_dir))
+
+    def cache_file(self, cache_dir: str | Path) -> Path:
+        """Where ``cache_dir=`` keeps this set: named by every argument and the generators' fingerprint."""
+        return (Path(cache_dir) / f"uvim-{self.task}-{self.split}-n{self.length}-s{self.size}-seed{self.seed}"
+                f"-g{generator_fingerprint()}.pt")
 
     def _load_or_render(self, path: Path) -> None:
         """Fill the memory cache from ``path``, or render every item and write ``path`` (atomically)."""
