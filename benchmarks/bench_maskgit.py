@@ -38,19 +38,18 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+sys.path[:0] = [str(REPO / "benchmarks"), str(REPO / "scripts")]
 import evaluate_generation as evg  # noqa: E402
+from common import Lane  # noqa: E402
 from train_classifier import load_classifier  # noqa: E402
 
 MAIN = {"fsq": [8, 5, 5, 5], "vq": [8, 8, 4, 4]}  # VQ: prod = 1024 codes of dimension len = 4, as FSQ's latent
@@ -94,15 +93,12 @@ class Sampling(NamedTuple):
     bootstrap: int = 0
 
 
-class Bench:
+class Bench(Lane):
     """One part's stages over ``ROOT``; ``self.sets`` names each token set: name -> (quantizer, levels, steps)."""
 
     def __init__(self, args: argparse.Namespace) -> None:
+        super().__init__(Path(args.root).resolve() / f"results_{args.part}.json", args.jobs, REPO, "bench_maskgit")
         self.args, self.root = args, Path(args.root).resolve()
-        self.results_path = self.root / f"results_{args.part}.json"
-        self.results: dict[str, Any] = json.loads(self.results_path.read_text()) if self.results_path.is_file() else {}
-        self.env = {**os.environ, "OMP_NUM_THREADS": "1",
-                    "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         if args.part == "main":
             self.sets = {f"main_{q}": (q, lv, args.tokenizer_steps) for q, lv in MAIN.items()}
             self.seeds = {name: list(range(args.seeds)) for name in self.sets}
@@ -112,35 +108,6 @@ class Bench:
                          for bits, pair in names.items() for name in pair}
             # by the paper's nominal size: [7,5,5,5,5] (4375 codes) is its "2^12"
             self.seeds = {name: [0] for bits, pair in names.items() if bits <= args.study_maskgit_max for name in pair}
-
-    def save(self) -> None:
-        self.results_path.write_text(json.dumps(self.results, indent=2) + "\n")
-
-    def run(self, cmds: list[list[str]], logs: list[Path]) -> None:
-        """Run commands, ``--jobs`` at a time, each logging to its file; any failure stops the bench."""
-        pending, running = list(zip(cmds, logs)), []
-        while pending or running:
-            while pending and len(running) < self.args.jobs:
-                cmd, log = pending.pop(0)
-                log.parent.mkdir(parents=True, exist_ok=True)
-                running.append((subprocess.Popen(cmd, cwd=REPO, env=self.env, stdout=open(log, "a"),
-                                                 stderr=subprocess.STDOUT), log))
-            time.sleep(2)
-            for proc, log in list(running):
-                if proc.poll() is not None:
-                    running.remove((proc, log))
-                    if proc.returncode != 0:
-                        raise SystemExit(f"bench_maskgit: {' '.join(proc.args[:3])} failed (exit {proc.returncode}); see {log}")
-
-    def stage(self, name: str, fn: Callable[[], bool]) -> None:
-        """Run one stage; its wall time is recorded only when it computed something (not when it collected)."""
-        t0 = time.perf_counter()
-        did = fn()
-        if did:
-            self.results.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - t0, 1)
-            self.save()
-        print(f"stage {name}: {'done in %.0f s' % (time.perf_counter() - t0) if did else 'outputs present, skipped'}",
-              flush=True)
 
     def tok_dir(self, name: str) -> Path:
         return self.root / f"tok/{name}"

@@ -1,12 +1,16 @@
-"""Helpers shared by the benchmarks: a robust timer and the BENCHMARKS.md section writer."""
+"""Helpers shared by the benchmarks: a robust timer, the BENCHMARKS.md section writer, and :class:`Lane`
+(the resumable multi-process stage runner of the long reproductions)."""
 
 from __future__ import annotations
 
+import json
+import os
 import platform
 import re
+import subprocess
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 
@@ -48,3 +52,46 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS_MD) -> None:
     pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text)
+
+
+class Lane:
+    """A reproduction's resumable stages: a results JSON that survives restarts, subprocesses run ``jobs``
+    at a time (``OMP_NUM_THREADS=1``, ``REPO/src`` on ``PYTHONPATH``, each logging to its own file), and
+    per-stage wall times. A stage returns whether it computed anything; one that only collected outputs
+    already on disk records no time."""
+
+    def __init__(self, results_path: Path, jobs: int, repo: Path, name: str) -> None:
+        self.results_path, self.jobs, self.repo, self.name = results_path, jobs, repo, name
+        self.results: dict[str, Any] = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        self.env = {**os.environ, "OMP_NUM_THREADS": "1",
+                    "PYTHONPATH": os.pathsep.join([str(repo / "src"), os.environ.get("PYTHONPATH", "")])}
+
+    def save(self) -> None:
+        self.results_path.parent.mkdir(parents=True, exist_ok=True)
+        self.results_path.write_text(json.dumps(self.results, indent=2) + "\n")
+
+    def run(self, cmds: list[list[str]], logs: list[Path]) -> None:
+        """Run commands, ``jobs`` at a time, each appending to its log; any failure stops the lane."""
+        pending, running = list(zip(cmds, logs)), []
+        while pending or running:
+            while pending and len(running) < self.jobs:
+                cmd, log = pending.pop(0)
+                log.parent.mkdir(parents=True, exist_ok=True)
+                running.append((subprocess.Popen(cmd, cwd=self.repo, env=self.env, stdout=open(log, "a"),
+                                                 stderr=subprocess.STDOUT), log))
+            time.sleep(2)
+            for proc, log in list(running):
+                if proc.poll() is not None:
+                    running.remove((proc, log))
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{self.name}: {' '.join(proc.args[:3])} failed (exit {proc.returncode}); see {log}")
+
+    def stage(self, name: str, fn: Callable[[], bool]) -> None:
+        """Run one stage; its wall time is recorded only when it computed something."""
+        t0 = time.perf_counter()
+        did = fn()
+        if did:
+            self.results.setdefault("stage_seconds", {})[name] = round(time.perf_counter() - t0, 1)
+            self.save()
+        print(f"stage {name}: {'done in %.0f s' % (time.perf_counter() - t0) if did else 'outputs present, skipped'}",
+              flush=True)
