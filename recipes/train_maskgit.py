@@ -307,12 +307,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                     code = EXIT_STOPPED if flags.stop else 0
                     break
             epoch, skip = epoch + 1, 0
-    if code == 0:
-        ckpt.finish(log, "MaskGIT", MaskGIT, cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
-    log.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return code
+    return ckpt.close(log, code, "MaskGIT", MaskGIT, cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 
 
 def run(args: argparse.Namespace) -> int:

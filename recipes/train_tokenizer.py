@@ -284,12 +284,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                     break
             epoch, skip = epoch + 1, 0
 
-    if code == 0:
-        ckpt.finish(log, "tokenizer", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
-    log.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # also ends the process group
-    return code
+    return ckpt.close(log, code, "tokenizer", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 
 
 def run(args: argparse.Namespace) -> int:

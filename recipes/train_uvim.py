@@ -244,12 +244,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                     code = EXIT_STOPPED if flags.stop else 0
                     break
             epoch, skip = epoch + 1, 0
-    if code == 0:
-        ckpt.finish(log, "model", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
-    log.close()
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return code
+    return ckpt.close(log, code, "model", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 
 
 @torch.no_grad()

@@ -199,3 +199,27 @@ def test_resume_checks(tmp_path):
     assert prepare_output_dir(tmp_path / "fresh", CONFIG, resume=str(first)) == first
     with pytest.raises(CheckpointError, match="not a complete checkpoint"):
         prepare_output_dir(tmp_path / "fresh", CONFIG, resume=str(tmp_path))
+
+
+def test_close_writes_the_model_only_after_a_clean_run_and_always_closes_the_log(make_accelerator, tmp_path):
+    """The recipes' shared end: a stopped run (exit 130) keeps only its checkpoints; a clean one writes the model."""
+    from fsqtok.training import EXIT_STOPPED
+
+    class Log:
+        def __init__(self) -> None:
+            self.lines, self.closed = [], False
+
+        def line(self, text: str) -> None:
+            self.lines.append(text)
+
+        def close(self) -> None:
+            self.closed = True
+
+    for code, written in ((EXIT_STOPPED, False), (0, True)):
+        out = tmp_path / str(code)
+        acc, model, opt, state, ckpt = setup(make_accelerator, out)
+        ckpt.start(CONFIG)
+        log = Log()
+        assert ckpt.close(log, code, "thing", torch.nn.Linear) == code
+        assert log.closed and (out / "model").is_dir() == written
+        assert log.lines == ([f"saved thing {out / 'model'}"] if written else [])

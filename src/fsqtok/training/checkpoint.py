@@ -246,6 +246,18 @@ class Checkpointer:
             log.line(f"pushed to {model_class.from_pretrained(path).push_to_hub(push_to, private=private)}")
         return path
 
+    def close(self, log: Any, code: int, what: str, model_class: type, push_to: str | None = None,
+              private: bool = False) -> int:
+        """The end every recipe shares: :meth:`finish` when the run ended cleanly (``code == 0``; a stopped
+        or failed run leaves only its checkpoints), close ``log``, wait for every process and end training
+        (trackers and the process group). Returns ``code``, the recipe's exit status."""
+        if code == 0:
+            self.finish(log, what, model_class, push_to, private)
+        log.close()
+        self.accelerator.wait_for_everyone()
+        self.accelerator.end_training()
+        return code
+
     def last_good(self) -> Path | None:
         """The newest complete checkpoint of this run, if any."""
         done = checkpoint_dirs(self.output_dir)
