@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 TORCH  := torch==2.14.1 torchvision==0.29.1 torchaudio==2.11.0
 STAMP  := $(VENV)/.fsqtok-installed
 
-.PHONY: setup test bench clean demo test-distributed reproduce-maskgit
+.PHONY: setup test bench clean demo test-distributed reproduce-maskgit reproduce-uvim
 
 setup: $(STAMP)
 
@@ -44,6 +44,12 @@ reproduce-maskgit: $(STAMP)
 	$(PY) benchmarks/bench_maskgit.py --part study & study=$$!; \
 	  $(PY) benchmarks/bench_maskgit.py --part main; main=$$?; wait $$study && test $$main -eq 0
 	$(PY) benchmarks/maskgit_report.py --figure docs/codebook_study.png --copy-to benchmarks/results
+
+# Issue 12's reproduction (about 1 h on 2 cores, resumable: rerun to continue): UViM stages I and II with FSQ
+# against VQ (with and without splitting) for depth, colorization and panoptic, then the BENCHMARKS.md tables.
+reproduce-uvim: $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,bench]'
+	$(PY) benchmarks/bench_uvim.py --write-benchmarks --copy-to benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -48,6 +48,7 @@ from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, C
                              load_config, prepare_output_dir, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
+STEM_PLACEHOLDER = {"stage1": {"stem_width": 1}}  # check_config: the stage-I trunk shape is only known at build
 LM_FIELDS = ("patch_size", "width", "encoder_layers", "decoder_layers", "heads", "mlp_ratio", "dropout", "stem")
 _model_defaults = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(UViMConfig()).items()}
 _model_defaults.pop("task")  # the top-level `task` sets it
@@ -110,7 +111,8 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
     if cfg.push_to_hub and not cfg.hub_model_id:
         c.error("push_to_hub=true needs hub_model_id=user/name")
     try:
-        build_stage1(cfg) if cfg.stage == 1 else UViMLMConfig(**cfg.lm)
+        # stem=stage1 takes the trunk's shape from the stage-I model (UViMLMConfig.for_stage1, at build time)
+        build_stage1(cfg) if cfg.stage == 1 else UViMLMConfig(**cfg.lm, **STEM_PLACEHOLDER.get(cfg.lm.stem, {}))
     except (ConfigError, TypeError, ValueError) as e:
         c.error(f"{'model' if cfg.stage == 1 else 'lm'}: {e}")
     try:
@@ -144,6 +146,8 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     else:
         stage1 = load_stage1(cfg)
         model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm))
+        if model.config.stem == "stage1":  # start from the stage-I trunk (a resumed run then loads its own weights)
+            model.init_stem_from(stage1)
     size = stage1.config.image_size
     d = cfg.data
     if d.source == "folder":

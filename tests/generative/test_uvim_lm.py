@@ -41,10 +41,13 @@ def test_teacher_forcing_is_causal():
     assert not torch.allclose(a[:, 4:], b[:, 4:])
 
 
-@pytest.mark.parametrize("stem", ["patch", "conv"])
+STAGE1_STEM = dict(stem="stage1", stem_width=8, stem_blocks=1, stem_down=1)
+
+
+@pytest.mark.parametrize("stem", [{"stem": "patch"}, {"stem": "conv"}, STAGE1_STEM], ids=["patch", "conv", "stage1"])
 def test_lm_learns_a_toy_mapping_and_decodes_it_greedily(stem):
     torch.manual_seed(0)
-    lm = UViMLM(UViMLMConfig(**TINY, stem=stem))
+    lm = UViMLM(UViMLMConfig(**TINY, **stem))
     opt = torch.optim.AdamW(lm.parameters(), lr=5e-3)
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1 - s / 100)
     x, t = toy(12)
@@ -75,6 +78,10 @@ def test_bad_inputs():
         UViMLMConfig(**{**TINY, "patch_size": 5})
     with pytest.raises(ConfigError, match="stem"):
         UViMLMConfig(**TINY, stem="resnet")
+    with pytest.raises(ConfigError, match="stage1 needs stem_width >= 1"):
+        UViMLMConfig(**TINY, stem="stage1")  # the trunk's shape comes from the stage-I model (for_stage1)
+    with pytest.raises(ConfigError, match="divisible by 2\\*\\*stem_down"):
+        UViMLMConfig(**{**TINY, **STAGE1_STEM, "stem_down": 4})
 
 
 def test_conv_stem_sees_the_image_before_the_patches():
@@ -85,6 +92,26 @@ def test_conv_stem_sees_the_image_before_the_patches():
     x = toy(2)[0]
     assert conv.encode(x).shape == patch.encode(x).shape == (2, 4, TINY["width"])
     assert set(conv.state_dict()) - set(patch.state_dict()) == {f"stem.{i}.{p}" for i in (0, 2) for p in ("weight", "bias")}
+
+
+def test_stage1_stem_starts_from_the_stage1_trunk():
+    torch.manual_seed(0)
+    s1 = UViMStage1(UViMConfig(image_size=16, width=16, blocks=1, feature_down=1, code_grid=4)).eval()
+    lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", stem="stage1", width=32, encoder_layers=1, decoder_layers=1,
+                                        heads=2)).eval()
+    c = lm.config
+    assert (c.stem_width, c.stem_blocks, c.stem_down) == (16, 1, 1) and lm.patch.kernel_size == (4, 4)
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    ctx = s1.task.context(x)
+    assert not torch.allclose(lm.stem(ctx), s1.base_context(ctx))
+    lm.init_stem_from(s1)
+    assert torch.equal(lm.stem(ctx), s1.base_context(ctx))  # the stage-I features, exactly
+    assert lm.encode(ctx).shape == (2, 4, 32)
+    other = UViMStage1(UViMConfig(image_size=16, width=8, blocks=1, feature_down=1, code_grid=4))
+    with pytest.raises(CheckpointError, match="does not fit this LM's stem"):
+        lm.init_stem_from(other)
+    with pytest.raises(ValueError, match="stem='patch', not 'stage1'"):
+        UViMLM(UViMLMConfig(**TINY)).init_stem_from(s1)
 
 
 def test_pipeline_names_its_stage1_and_round_trips(tmp_path):

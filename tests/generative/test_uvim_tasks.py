@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from fsqtok.generative.uvim_frechet import ColorizationMetrics, chroma_features
-from fsqtok.generative.uvim_tasks import ColorizationTask, DepthTask, PanopticTask, grey
+from fsqtok.generative.uvim_tasks import ColorizationTask, DepthTask, PanopticTask, grey, panoptic_quality_from_stats
 
 
 @pytest.mark.parametrize("spacing", ["log", "linear"])
@@ -67,6 +67,26 @@ def test_panoptic_encoding_loss_prediction_and_pq():
     stuff_instance = y.clone()
     stuff_instance[:, 1] = 1  # background pixels with an instance id: predict() clears them
     assert (task.predict(task.encode_target(stuff_instance) * 20)[:, 1][y[:, 0] == 0] == 0).all()
+
+
+def test_panoptic_scene_stats_sum_to_the_set_pq():
+    task = PanopticTask(num_classes=4, max_instances=3)
+    g = torch.Generator().manual_seed(0)
+    y = torch.stack([torch.randint(0, 4, (6, 2, 8, 8), generator=g)[:, 0],
+                     torch.randint(0, 3, (6, 8, 8), generator=g)], 1)
+    y[:, :, :4] = y[:, :, :1, :1]  # large segments, so that some predictions match
+    pred = y.clone()
+    pred[::2, 1, 6:] = (pred[::2, 1, 6:] + 1) % 3  # some instance ids wrong in half of the scenes
+    m = task.metrics()
+    m.update(pred, y)
+    stats = m.scene_stats(pred, y)
+    assert stats.shape == (6, 4, 4) and stats.dtype == torch.float64
+    whole = m.compute()
+    assert 0 < whole["pq"] < 100
+    assert panoptic_quality_from_stats(stats.sum(0)) == pytest.approx(whole, rel=1e-6)  # the set's PQ, from per-scene shares
+    sub = task.metrics()
+    sub.update(pred[[1, 2, 2, 5]], y[[1, 2, 2, 5]])  # a bootstrap resample: scenes repeat
+    assert panoptic_quality_from_stats(stats[[1, 2, 2, 5]].sum(0)) == pytest.approx(sub.compute(), rel=1e-6)
 
 
 def test_colorization_context_is_grey_and_metrics():

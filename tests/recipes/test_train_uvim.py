@@ -76,6 +76,18 @@ def test_debug_stage1_then_stage2_two_steps(run, tmp_path, task):
     assert pipe.predict(x)[1].shape == (2, 4)
 
 
+def test_stage2_with_the_stage1_stem_starts_from_the_stage1_trunk(run, tmp_path):
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    assert run("depth_stage1_debug.yaml", f"output_dir={s1}") == 0
+    # lr 1e-12: the saved LM is (to 1e-9) its initialisation, whose stem must be the stage-I base model's trunk
+    assert run("depth_stage2_debug.yaml", f"output_dir={s2}", f"stage1={s1 / 'model'}", "lm.stem=stage1",
+               "optim.lr=1e-12") == 0
+    pipe = UViMPipeline.from_pretrained(s2 / "model")
+    assert pipe.lm.config.stem == "stage1" and pipe.lm.config.stem_width == pipe.stage1.config.width
+    trunk = pipe.stage1.base_context.state_dict()
+    assert all(torch.allclose(v, trunk[k], atol=1e-9) for k, v in pipe.lm.stem.state_dict().items())
+
+
 def test_resume_is_exact(run, tmp_path):
     common = ["max_steps=4", "checkpoint.every=2", "checkpoint.keep_last=0", "log.media_every=0",
               "model.quantizer=vq_split"]

@@ -97,7 +97,7 @@ def _stack(width: int, blocks: int) -> nn.Sequential:
     return nn.Sequential(*(ResBlock2d(width, width) for _ in range(blocks)))
 
 
-class _Trunk(nn.Module):
+class ConvTrunk(nn.Module):
     """``(B, C_in, H, W) -> (B, width, H / 2**down, W / 2**down)``: stem conv, then (blocks, downsample) x down."""
 
     def __init__(self, in_channels: int, width: int, blocks: int, down: int) -> None:
@@ -137,15 +137,15 @@ class UViMStage1(nn.Module, HubMixin):
         code_down = (c.image_size // 2 ** c.feature_down // c.code_grid).bit_length() - 1
         # oracle: target + context -> code grid (a no-code model has none: no unused weights)
         if not c.no_code:
-            self.oracle_target = _Trunk(self.task.target_channels, w, b, c.feature_down)
-            self.oracle_context = _Trunk(self.task.context_channels, w, b, c.feature_down)
+            self.oracle_target = ConvTrunk(self.task.target_channels, w, b, c.feature_down)
+            self.oracle_context = ConvTrunk(self.task.context_channels, w, b, c.feature_down)
             self.oracle_head = nn.Sequential(*(m for _ in range(code_down) for m in (_stack(w, b), Downsample2d(w))),
                                              _stack(w, b), group_norm(w), nn.SiLU(), nn.Conv2d(w, w, 1))
             self.quantizer = build_quantizer(c.quantizer, w, levels=c.levels, codebook_size=c.codebook_size,
                                              dim=c.code_dim, ema_decay=c.ema_decay, commitment_weight=c.commitment_weight,
                                              split_threshold=c.split_threshold)
         # base model: context + code -> target
-        self.base_context = _Trunk(self.task.context_channels, w, b, c.feature_down)
+        self.base_context = ConvTrunk(self.task.context_channels, w, b, c.feature_down)
         self.code_in = nn.Conv2d(w + 1, w, 1)  # code channels + the "present" flag
         self.feature_size = c.image_size // 2 ** c.feature_down
         up: list[nn.Module] = [_stack(w, b)]

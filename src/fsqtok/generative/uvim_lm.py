@@ -2,7 +2,10 @@
 
 The encoder embeds ``patch_size`` patches of the image context (the same context the stage-I model
 sees; ``stem="conv"`` puts two 3x3 convolutions before the patch embedding, a small hybrid stem that
-sees edges and texture density, which a linear patch embedding learns slowly at small scale) and runs
+sees edges and texture density, which a linear patch embedding learns slowly at small scale;
+``stem="stage1"`` puts there a copy of the stage-I base model's image trunk, initialised from its
+weights by :meth:`UViMLM.init_stem_from` and then fine-tuned: the LM starts from features that already
+serve the task, as big_vision starts UViM's LM from a pre-trained encoder) and runs
 bidirectional self-attention; the decoder predicts the ``num_tokens`` code tokens in
 raster order with causal self-attention and cross-attention to the encoder. Training uses teacher
 forcing and cross-entropy (:meth:`UViMLM.loss`); :meth:`UViMLM.generate` decodes greedily (or samples
@@ -20,11 +23,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..hub import CheckpointError, HubMixin, looks_local
-from .uvim import UViMStage1
+from .uvim import ConvTrunk, UViMStage1
 from ..configs import ModelConfig
 
 
-STEMS = ("patch", "conv")
+STEMS = ("patch", "conv", "stage1")
 
 
 @dataclass(frozen=True)
@@ -42,7 +45,11 @@ class UViMLMConfig(ModelConfig):
     heads: int = 4
     mlp_ratio: float = 4.0
     dropout: float = 0.0
-    stem: str = "patch"  # "patch": a linear patch embedding (ViT); "conv": two 3x3 convs (GELU) before it
+    stem: str = "patch"  # "patch": a linear patch embedding (ViT); "conv": two 3x3 convs (GELU) before it;
+    # "stage1": the stage-I base model's image trunk (ConvTrunk of stem_width/stem_blocks/stem_down) before it
+    stem_width: int = 0  # stem="stage1" only: the trunk's width, residual blocks and downsamplings
+    stem_blocks: int = 0
+    stem_down: int = 0
     stage1: str = ""  # stage-I folder or Hub repo id; a relative path resolves against this model's folder
     stage1_hash: str = ""  # sha256 of the stage-I weights (HubMixin.weights_hash)
 
@@ -53,6 +60,11 @@ class UViMLMConfig(ModelConfig):
         self._check_float("mlp_ratio", 0.0)
         self._check_float("dropout", 0.0)
         self._check_choice("stem", STEMS)
+        for name in ("stem_width", "stem_blocks", "stem_down"):
+            self._check_int(name, 0)
+        if self.stem == "stage1" and (self.stem_width < 1 or self.patch_size % 2 ** self.stem_down):
+            self._fail("stem", f"stage1 needs stem_width >= 1 and patch_size divisible by 2**stem_down "
+                       f"(got {self.stem_width}, {self.patch_size}, {self.stem_down}); build the config with for_stage1")
         if self.image_size % self.patch_size:
             self._fail("patch_size", f"must divide image_size={self.image_size}, got {self.patch_size}")
         if self.width % self.heads:
@@ -65,6 +77,8 @@ class UViMLMConfig(ModelConfig):
     def for_stage1(cls, stage1: UViMStage1, source: str, **fields) -> "UViMLMConfig":
         """A config whose vocabulary, sequence and context fit ``stage1``, named by ``source`` and its hash."""
         c = stage1.config
+        if fields.get("stem") == "stage1":
+            fields = {**fields, "stem_width": c.width, "stem_blocks": c.blocks, "stem_down": c.feature_down}
         return cls(vocab_size=stage1.codebook_size, num_tokens=c.num_tokens, image_size=c.image_size,
                    context_channels=stage1.task.context_channels, stage1=str(source),
                    stage1_hash=stage1.weights_hash(), **fields)
@@ -80,10 +94,16 @@ class UViMLM(nn.Module, HubMixin):
         super().__init__()
         c = self.config = config or UViMLMConfig()
         n_patches = (c.image_size // c.patch_size) ** 2
-        stem = c.width // 2
-        self.stem = nn.Identity() if c.stem == "patch" else nn.Sequential(
-            nn.Conv2d(c.context_channels, stem, 3, padding=1), nn.GELU(), nn.Conv2d(stem, stem, 3, padding=1), nn.GELU())
-        self.patch = nn.Conv2d(c.context_channels if c.stem == "patch" else stem, c.width, c.patch_size, stride=c.patch_size)
+        patch, stem = c.patch_size, c.width // 2
+        if c.stem == "patch":
+            self.stem, stem = nn.Identity(), c.context_channels
+        elif c.stem == "conv":
+            self.stem = nn.Sequential(nn.Conv2d(c.context_channels, stem, 3, padding=1), nn.GELU(),
+                                      nn.Conv2d(stem, stem, 3, padding=1), nn.GELU())
+        else:
+            self.stem, stem = ConvTrunk(c.context_channels, c.stem_width, c.stem_blocks, c.stem_down), c.stem_width
+            patch //= 2 ** c.stem_down
+        self.patch = nn.Conv2d(stem, c.width, patch, stride=patch)
         self.enc_pos = nn.Parameter(torch.randn(1, n_patches, c.width) * 0.02)
         hidden = int(round(c.mlp_ratio * c.width))
         layer = dict(d_model=c.width, nhead=c.heads, dim_feedforward=hidden, dropout=c.dropout,
@@ -99,6 +119,16 @@ class UViMLM(nn.Module, HubMixin):
     @property
     def bos(self) -> int:
         return self.config.vocab_size
+
+    def init_stem_from(self, stage1: UViMStage1) -> None:
+        """Copy ``stage1``'s base-model image trunk into this LM's stem (``stem="stage1"`` only)."""
+        if self.config.stem != "stage1":
+            raise ValueError(f"UViMLM.init_stem_from: this LM has stem={self.config.stem!r}, not 'stage1'")
+        try:
+            self.stem.load_state_dict(stage1.base_context.state_dict())
+        except RuntimeError as e:
+            raise CheckpointError(f"UViMLM.init_stem_from: the stage-I trunk does not fit this LM's stem "
+                                  f"(build the LM config with UViMLMConfig.for_stage1): {str(e).splitlines()[0]}") from None
 
     def encode(self, context: Tensor) -> Tensor:
         """``(B, C, H, W)`` context -> encoder memory ``(B, patches, width)``."""

@@ -235,6 +235,32 @@ class _PanopticMetrics:
         pq, sq, rq = (float(v) for v in self.pq.compute().reshape(-1)[:3])
         return {"pq": 100 * pq, "sq": 100 * sq, "rq": 100 * rq}
 
+    def scene_stats(self, pred: Tensor, target: Tensor) -> Tensor:
+        """Each scene's share of what PQ sums over a set: ``(N, 4, categories)`` float64, the per-category
+        IoU sum, true positives, false positives and false negatives of pred/target ``(N, 2, H, W)``.
+        :func:`panoptic_quality_from_stats` of their sum over any subset of scenes is that subset's PQ
+        (bootstrap intervals)."""
+        one, rows = self.pq.clone(), []
+        for p, t in zip(pred, target):
+            one.reset()
+            one.update(p[None].long().cpu().permute(0, 2, 3, 1), t[None].long().cpu().permute(0, 2, 3, 1))
+            rows.append(torch.stack([one.iou_sum.double(), one.true_positives.double(),
+                                     one.false_positives.double(), one.false_negatives.double()]))
+        return torch.stack(rows)
+
+
+def panoptic_quality_from_stats(stats: Tensor) -> dict[str, float]:
+    """PQ / SQ / RQ (in %) from summed :meth:`_PanopticMetrics.scene_stats` ``(4, categories)``, as
+    ``PanopticQuality`` computes them: per-category SQ = IoU sum / TP, RQ = TP / (TP + FP/2 + FN/2),
+    PQ = SQ * RQ, averaged over the categories that occur (in the prediction or the target)."""
+    iou, tp, fp, fn = stats
+    denom = tp + 0.5 * fp + 0.5 * fn
+    sq = torch.where(tp > 0, iou / tp.clamp(min=1), 0.0)
+    rq = torch.where(denom > 0, tp / denom.clamp(min=1e-12), 0.0)
+    seen = denom > 0
+    return {"pq": 100 * float((sq * rq)[seen].mean()), "sq": 100 * float(sq[seen].mean()),
+            "rq": 100 * float(rq[seen].mean())}
+
 
 def make_task(name: str, **options: Any) -> Task:
     """The task called ``name`` (one of :data:`TASKS`) with its options (see each class)."""
@@ -247,4 +273,5 @@ def make_task(name: str, **options: Any) -> Task:
     raise ValueError(f"task must be one of {', '.join(TASKS)}, got {name!r}")
 
 
-__all__ = ["TASKS", "Task", "Metrics", "DepthTask", "ColorizationTask", "PanopticTask", "make_task", "grey"]
+__all__ = ["TASKS", "Task", "Metrics", "DepthTask", "ColorizationTask", "PanopticTask", "make_task", "grey",
+           "panoptic_quality_from_stats"]
