@@ -155,10 +155,14 @@ def evaluate_task(task: str, runs: dict[str, tuple[Path, Path | None]], args) ->
 
 
 def command_line(args) -> str:
-    """The command that reproduces ``args`` (what differs from the defaults)."""
-    defaults = vars(parser().parse_args([]))
-    flags = [f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-             for k, v in vars(args).items() if v != defaults[k] and k not in ("output_dir", "write_benchmarks", "copy_to", "jobs", "skip_eval")]
+    """The command that reproduces ``args``: the flags that differ from the defaults (not where it writes)."""
+    defaults, flags = vars(parser().parse_args([])), []
+    for k, v in vars(args).items():
+        if v == defaults[k] or k in ("output_dir", "write_benchmarks", "copy_to", "jobs", "skip_eval"):
+            continue
+        flag = "--" + k.replace("_", "-")
+        flags.append((flag if v else "--no-" + flag[2:]) if isinstance(v, bool) else
+                     f"{flag} {' '.join(map(str, v)) if isinstance(v, list) else v}")
     return " ".join(["python benchmarks/bench_uvim.py", *flags])
 
 

@@ -75,3 +75,11 @@ def test_intervals_and_paired_differences():
     assert 0 < out["pq_minus_no_code_ci95"] < out["pq_ci95"]
     same = bench_uvim.interval("panoptic", ref_stats[:1].expand(50, -1, -1), reps=100)
     assert same["pq_ci95"] == pytest.approx(0.0, abs=1e-9) and "pq_minus_no_code" not in same  # identical scenes: no spread
+
+
+def test_command_line_names_only_what_differs_from_the_defaults():
+    args = bench_uvim.parser().parse_args(["--tasks", "depth", "--seeds", "1", "2", "--no-no-code", "--jobs", "1",
+                                           "--output-dir", "/tmp/x", "--lm-stem", "conv"])
+    assert bench_uvim.command_line(args) == ("python benchmarks/bench_uvim.py --tasks depth --seeds 1 2 --lm-stem conv "
+                                             "--no-no-code")
+    assert bench_uvim.command_line(bench_uvim.parser().parse_args([])) == "python benchmarks/bench_uvim.py"
