@@ -4,7 +4,7 @@
     accelerate launch recipes/train_maskgit.py --config ... --resume          # latest checkpoint of output_dir
     python recipes/train_maskgit.py --config recipes/configs/maskgit/fashion_mnist_debug.yaml max_steps=2
 
-One readable script; the loop is here, everything else comes from ``fsqtok.training``. The
+One readable script; the loop body is here, its skeleton and everything else come from ``fsqtok.training``. The
 shards fix the model's vocabulary and grid: ``codebook_size`` and the tokenizer (path and weights
 sha256) come from their manifest, the ``(h, w)`` grid from their rows, and the classes from their
 labels (sorted, numbers in names compared as numbers). Residual (multi-stage) tokens are refused.
