@@ -4,7 +4,7 @@
     accelerate launch recipes/train_maskgit.py --config ... --resume          # latest checkpoint of output_dir
     python recipes/train_maskgit.py --config recipes/configs/maskgit/fashion_mnist_debug.yaml max_steps=2
 
-One readable script; the loop is here, everything else comes from ``fsqtok.training``. The
+One readable script; the loop body is here, its skeleton and everything else come from ``fsqtok.training``. The
 shards fix the model's vocabulary and grid: ``codebook_size`` and the tokenizer (path and weights
 sha256) come from their manifest, the ``(h, w)`` grid from their rows, and the classes from their
 labels (sorted, numbers in names compared as numbers). Residual (multi-stage) tokens are refused.
@@ -39,7 +39,7 @@ from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, load_config,
-                             prepare_output_dir, run_recipe)
+                             optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 
 MODEL_FIELDS = ("width", "depth", "heads", "mlp_ratio", "dropout", "label_smoothing", "class_dropout")
 DEFAULTS: dict[str, Any] = {
@@ -260,53 +260,42 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
                         save_model=save_model, model_dir="maskgit")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
-    accum = oc.gradient_accumulation_steps
     log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
     log.line(f"training MaskGIT: {sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} rows of "
              f"{mcfg.grid[0]}x{mcfg.grid[1]} tokens ({mcfg.codebook_size} codes, {mcfg.num_classes} classes) from "
              f"{train_path}, global batch {log.global_batch}, steps {state.step} -> {cfg.max_steps}")
-    epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:
-        while state.step < cfg.max_steps and code == 0:
-            train_dl.set_epoch(epoch)
-            for tokens, labels in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
-                step_fn.train()
-                with accelerator.accumulate(step_fn):
-                    with accelerator.autocast():
-                        loss = step_fn(tokens, labels)
-                    flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
-                    if flags.non_finite:
-                        raise NonFiniteLoss(state.step + 1, {"loss": loss}, ckpt.last_good())
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and oc.grad_clip > 0:
-                        log.add(grad_norm=accelerator.clip_grad_norm_(step_fn.parameters(), oc.grad_clip))
-                    optimizer.step()
-                    if accelerator.sync_gradients:
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                log.add(loss=loss)
-                if not accelerator.sync_gradients:
-                    continue
-                state.step += 1
-                if ema is not None:
-                    ema.update(model)
-                log.step(state.step, loss=loss.item())
-                final = state.step == cfg.max_steps
-                if log.due(state.step, final):
-                    log.flush(state.step, lr=scheduler.get_last_lr()[0])
-                if val_dl is not None and ((cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final):
-                    with averaged():
-                        log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")
-                if tok is not None and ((cfg.sample.every and state.step % cfg.sample.every == 0) or final):
-                    with averaged():
-                        log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
-                if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
-                    code = EXIT_STOPPED if flags.stop else 0
-                    break
-            epoch, skip = epoch + 1, 0
+        for tokens, labels in resumed_batches(accelerator, train_dl, state, cfg.max_steps):
+            step_fn.train()
+            with accelerator.accumulate(step_fn):
+                with accelerator.autocast():
+                    loss = step_fn(tokens, labels)
+                flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
+                if flags.non_finite:
+                    raise NonFiniteLoss(state.step + 1, {"loss": loss}, ckpt.last_good())
+                log.add(**optimizer_step(accelerator, loss, step_fn.parameters(), optimizer, scheduler, oc.grad_clip))
+            log.add(loss=loss)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            if ema is not None:
+                ema.update(model)
+            log.step(state.step, loss=loss.item())
+            final = state.step == cfg.max_steps
+            if log.due(state.step, final):
+                log.flush(state.step, lr=scheduler.get_last_lr()[0])
+            if val_dl is not None and ((cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final):
+                with averaged():
+                    log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")
+            if tok is not None and ((cfg.sample.every and state.step % cfg.sample.every == 0) or final):
+                with averaged():
+                    log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
+            if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
+                code = EXIT_STOPPED if flags.stop else 0
+                break
     return ckpt.close(log, code, "MaskGIT", MaskGIT, cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 
 

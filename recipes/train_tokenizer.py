@@ -46,7 +46,7 @@ from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTo
                                VideoConfig, VideoTokenizer)
 from fsqtok.training import (EMA, EXIT_STOPPED, CheckpointError, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt, load_config,
-                             prepare_output_dir, run_recipe)
+                             optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 from fsqtok.training.config import parse_override, read_yaml
 from fsqtok.training.evaluation import evaluate, log_reconstructions
 from fsqtok.training.schedule import SCHEDULES
@@ -215,7 +215,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
                         save_model=save_tokenizer, model_dir="tokenizer")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
-    accum, models = oc.gradient_accumulation_steps, [m for m in (tokenizer, disc) if m is not None]
+    models = [m for m in (tokenizer, disc) if m is not None]
     log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume:
         log.line(f"resumed from {resume_from} at step {state.step}" if resume_from else
@@ -224,65 +224,55 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
              f"{len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     last_layer, failures = last_decoder_weight(raw), DecodeFailures(cfg.data.max_decode_failures)
-    epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
     with StopRequest() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130; a second Ctrl-C stops at once
-        while state.step < cfg.max_steps and code == 0:
-            train_dl.set_epoch(epoch)  # the prepared loader passes it to EpochSampler
-            for batch in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
-                x = batch["x"]
-                if x is None:  # every file of this batch was broken (with several processes: rare, not synchronized)
-                    failures.add(StepFlags(failed_files=batch["failed"]).agree(accelerator).failed_files)
-                    continue
-                tokenizer.train()
-                with accelerator.accumulate(*models):
-                    if raw_disc is not None:  # the generator's loss must not reach the discriminator's weights
-                        raw_disc.requires_grad_(False)
+        for batch in resumed_batches(accelerator, train_dl, state, cfg.max_steps):  # exact resume position
+            x = batch["x"]
+            if x is None:  # every file of this batch was broken (with several processes: rare, not synchronized)
+                failures.add(StepFlags(failed_files=batch["failed"]).agree(accelerator).failed_files)
+                continue
+            tokenizer.train()
+            with accelerator.accumulate(*models):
+                if raw_disc is not None:  # the generator's loss must not reach the discriminator's weights
+                    raw_disc.requires_grad_(False)
+                with accelerator.autocast():
+                    out = tokenizer(x)
+                    loss, terms = criterion.generator_loss(x, out, state.step, raw_disc, last_layer)
+                flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested,
+                                  failed_files=batch["failed"]).agree(accelerator)  # every rank stops at the same step
+                failures.add(flags.failed_files)
+                if flags.non_finite:
+                    raise NonFiniteLoss(state.step + 1, terms, ckpt.last_good())
+                terms.update(optimizer_step(accelerator, loss, tokenizer.parameters(), optimizer, scheduler, oc.grad_clip))
+                if raw_disc is not None and criterion.adversarial_on(state.step):
+                    raw_disc.requires_grad_(True)
                     with accelerator.autocast():
-                        out = tokenizer(x)
-                        loss, terms = criterion.generator_loss(x, out, state.step, raw_disc, last_layer)
-                    flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested,
-                                      failed_files=batch["failed"]).agree(accelerator)  # every rank stops at the same step
-                    failures.add(flags.failed_files)
-                    if flags.non_finite:
-                        raise NonFiniteLoss(state.step + 1, terms, ckpt.last_good())
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and oc.grad_clip > 0:
-                        terms["grad_norm"] = accelerator.clip_grad_norm_(tokenizer.parameters(), oc.grad_clip)
-                    optimizer.step()
-                    if accelerator.sync_gradients:
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                    if raw_disc is not None and criterion.adversarial_on(state.step):
-                        raw_disc.requires_grad_(True)
-                        with accelerator.autocast():
-                            terms["discriminator"] = d_loss = criterion.discriminator_loss(x, out, disc)
-                        accelerator.backward(d_loss)
-                        d_opt.step()
-                        d_opt.zero_grad(set_to_none=True)
-                q = out.quantizer_output
-                log.add(**terms, loss=loss, usage=q.usage(), perplexity=q.perplexity())  # every micro-batch counts
-                if not accelerator.sync_gradients:
-                    continue
-                state.step += 1  # one optimizer step done
-                if ema is not None:
-                    ema.update(raw)
-                log.step(state.step, loss=loss.item())
-                final = state.step == cfg.max_steps
-                if log.due(state.step, final):
-                    log.flush(state.step, lr=scheduler.get_last_lr()[0], skipped_files=failures.count)
-                if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
-                    with ema_weights():
-                        log_reconstructions(log, raw, val_set, cfg.modality, state.step, sample_rate)
-                if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
-                    with ema_weights():
-                        metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
-                    log.scalars(metrics, state.step, kind="eval")
-                    log.line(f"eval step {state.step} {fmt(metrics)}")
-                if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
-                    code = EXIT_STOPPED if flags.stop else 0
-                    break
-            epoch, skip = epoch + 1, 0
+                        terms["discriminator"] = d_loss = criterion.discriminator_loss(x, out, disc)
+                    accelerator.backward(d_loss)
+                    d_opt.step()
+                    d_opt.zero_grad(set_to_none=True)
+            q = out.quantizer_output
+            log.add(**terms, loss=loss, usage=q.usage(), perplexity=q.perplexity())  # every micro-batch counts
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1  # one optimizer step done
+            if ema is not None:
+                ema.update(raw)
+            log.step(state.step, loss=loss.item())
+            final = state.step == cfg.max_steps
+            if log.due(state.step, final):
+                log.flush(state.step, lr=scheduler.get_last_lr()[0], skipped_files=failures.count)
+            if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
+                with ema_weights():
+                    log_reconstructions(log, raw, val_set, cfg.modality, state.step, sample_rate)
+            if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
+                with ema_weights():
+                    metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
+                log.scalars(metrics, state.step, kind="eval")
+                log.line(f"eval step {state.step} {fmt(metrics)}")
+            if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
+                code = EXIT_STOPPED if flags.stop else 0
+                break
 
     return ckpt.close(log, code, "tokenizer", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 

@@ -45,7 +45,7 @@ from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
 from fsqtok.hub import CheckpointError as HubCheckpointError, ConfigError
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, ConfigChecks, NonFiniteLoss,
                              StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt,
-                             load_config, prepare_output_dir, run_recipe)
+                             load_config, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
 STEM_PLACEHOLDER = {"stage1": {"stem_width": 1}}  # check_config: the stage-I trunk shape is only known at build
@@ -184,7 +184,6 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
                         save_model=save_model, model_dir="model")
     ckpt.start(cfg.to_dict(), resume_from, overwrite)
-    accum = oc.gradient_accumulation_steps
     log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
@@ -192,62 +191,50 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
              f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
              f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
-    epoch, skip = divmod(state.step * accum, len(train_dl))
     code = 0
-    with StopRequest() as stop:
-        while state.step < cfg.max_steps and code == 0:
-            train_dl.set_epoch(epoch)
-            if hasattr(train_set, "set_epoch"):  # random crops of folder pairs depend on (seed, epoch, index)
-                train_set.set_epoch(epoch)
-            for batch in accelerator.skip_first_batches(train_dl, skip) if skip else train_dl:
-                x, y = batch["image"], batch["target"]
-                model.train()
-                with accelerator.accumulate(model), accelerator.autocast():
-                    if cfg.stage == 1:  # forward through the (DDP-)prepared model, so gradients are synchronized
-                        loss, aux = raw.loss_from_output(model(x, y), y)
-                        terms = {"task": aux["task"], "quant": aux["quant"]}
-                        q = aux["out"].quant
-                        if q is not None:
-                            terms.update(usage=q.usage(), perplexity=q.perplexity(), kept=aux["out"].keep.float().mean())
-                    else:
-                        with torch.no_grad():
-                            tokens = stage1.encode(x, y).indices.flatten(1)
-                        loss, acc = raw.loss_from_logits(model(stage1.task.context(x), tokens), tokens)
-                        terms = {"token_accuracy": acc}
-                    flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
-                    if flags.non_finite:
-                        raise NonFiniteLoss(state.step + 1, terms, ckpt.last_good())
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and oc.grad_clip > 0:
-                        terms["grad_norm"] = accelerator.clip_grad_norm_(model.parameters(), oc.grad_clip)
-                    optimizer.step()
-                    if accelerator.sync_gradients:
-                        scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                log.add(**terms, loss=loss)
-                if not accelerator.sync_gradients:
-                    continue
-                state.step += 1
-                if ema is not None:
-                    ema.update(raw)
-                log.step(state.step, loss=loss.item())
-                final = state.step == cfg.max_steps
-                if log.due(state.step, final):
-                    log.flush(state.step, lr=scheduler.get_last_lr()[0])
-                if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
-                    with averaged():
-                        log_predictions(cfg, stage1, raw, val_set, log, state.step, accelerator.device)
-                if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
-                    with averaged():
-                        mode = "lm" if cfg.stage == 2 else ("no_code" if stage1.config.no_code else "oracle")
-                        metrics = evaluate(stage1, val_dl, mode, raw if cfg.stage == 2 else None,
-                                           gather=accelerator.gather_for_metrics)
-                    log.scalars(metrics, state.step, kind="eval")
-                    log.line(f"eval step {state.step} ({mode}) {fmt(metrics)}")
-                if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
-                    code = EXIT_STOPPED if flags.stop else 0
-                    break
-            epoch, skip = epoch + 1, 0
+    with StopRequest() as stop:  # dataset=: the random crops of folder pairs depend on (seed, epoch, index)
+        for batch in resumed_batches(accelerator, train_dl, state, cfg.max_steps, dataset=train_set):
+            x, y = batch["image"], batch["target"]
+            model.train()
+            with accelerator.accumulate(model), accelerator.autocast():
+                if cfg.stage == 1:  # forward through the (DDP-)prepared model, so gradients are synchronized
+                    loss, aux = raw.loss_from_output(model(x, y), y)
+                    terms = {"task": aux["task"], "quant": aux["quant"]}
+                    q = aux["out"].quant
+                    if q is not None:
+                        terms.update(usage=q.usage(), perplexity=q.perplexity(), kept=aux["out"].keep.float().mean())
+                else:
+                    with torch.no_grad():
+                        tokens = stage1.encode(x, y).indices.flatten(1)
+                    loss, acc = raw.loss_from_logits(model(stage1.task.context(x), tokens), tokens)
+                    terms = {"token_accuracy": acc}
+                flags = StepFlags(non_finite=not torch.isfinite(loss).item(), stop=stop.requested).agree(accelerator)
+                if flags.non_finite:
+                    raise NonFiniteLoss(state.step + 1, terms, ckpt.last_good())
+                terms.update(optimizer_step(accelerator, loss, model.parameters(), optimizer, scheduler, oc.grad_clip))
+            log.add(**terms, loss=loss)
+            if not accelerator.sync_gradients:
+                continue
+            state.step += 1
+            if ema is not None:
+                ema.update(raw)
+            log.step(state.step, loss=loss.item())
+            final = state.step == cfg.max_steps
+            if log.due(state.step, final):
+                log.flush(state.step, lr=scheduler.get_last_lr()[0])
+            if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
+                with averaged():
+                    log_predictions(cfg, stage1, raw, val_set, log, state.step, accelerator.device)
+            if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
+                with averaged():
+                    mode = "lm" if cfg.stage == 2 else ("no_code" if stage1.config.no_code else "oracle")
+                    metrics = evaluate(stage1, val_dl, mode, raw if cfg.stage == 2 else None,
+                                       gather=accelerator.gather_for_metrics)
+                log.scalars(metrics, state.step, kind="eval")
+                log.line(f"eval step {state.step} ({mode}) {fmt(metrics)}")
+            if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
+                code = EXIT_STOPPED if flags.stop else 0
+                break
     return ckpt.close(log, code, "model", type(raw), cfg.hub_model_id if cfg.push_to_hub else None, cfg.hub_private)
 
 

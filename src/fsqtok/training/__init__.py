@@ -7,6 +7,7 @@
 * :mod:`.guards`: Ctrl-C / SIGTERM and non-finite losses, agreed by every process in one all-reduce.
 * :mod:`.runner`: the command line, the Accelerator, one-line errors.
 * :mod:`.ema`: an exponential moving average of the weights.
+* :mod:`.loop`: the loop skeleton: the batches from the exact resume position, one optimizer step.
 """
 
 from .checkpoint import Checkpointer, CheckpointError, TrainState, checkpoint_dirs, prepare_output_dir
@@ -14,12 +15,13 @@ from .config import Config, ConfigChecks, RecipeConfigError, load_config
 from .ema import EMA
 from .guards import EXIT_STOPPED, NonFiniteLoss, StepFlags, StopRequest
 from .logging import TrainLogger, fmt
+from .loop import optimizer_step, resumed_batches
 from .runner import build_accelerator, recipe_args, run_recipe
 from .schedule import build_scheduler, lr_multiplier
 
 __all__ = [
     "Checkpointer", "CheckpointError", "Config", "ConfigChecks", "EMA", "EXIT_STOPPED", "NonFiniteLoss",
     "RecipeConfigError", "StepFlags", "StopRequest", "TrainLogger", "TrainState", "build_accelerator",
-    "build_scheduler", "checkpoint_dirs", "fmt", "load_config", "lr_multiplier", "prepare_output_dir",
-    "recipe_args", "run_recipe",
+    "build_scheduler", "checkpoint_dirs", "fmt", "load_config", "lr_multiplier", "optimizer_step",
+    "prepare_output_dir", "recipe_args", "resumed_batches", "run_recipe",
 ]
