@@ -39,9 +39,9 @@ from fsqtok.metrics import depth_errors, psnr  # noqa: E402
 
 QUANTIZERS = ("fsq", "vq_split", "vq")
 TASK_QUANTIZERS = {"depth": QUANTIZERS, "colorization": QUANTIZERS[:2], "panoptic": QUANTIZERS[:2]}  # the default
-PAPER = {"depth": ("RMSE", {"vq_split": 0.468, "fsq": 0.473, "vq": 0.490}),
-         "panoptic": ("PQ", {"vq_split": 43.4, "fsq": 43.2}),
-         "colorization": ("FID-5k", {"vq_split": 16.90, "fsq": 17.55})}
+PAPER = {"depth": ("RMSE", {"vq_split": "0.468", "fsq": "0.473", "vq": "0.490"}),  # as printed in the paper
+         "panoptic": ("PQ", {"vq_split": "43.4", "fsq": "43.2"}),
+         "colorization": ("FID-5k", {"vq_split": "16.90", "fsq": "17.55"})}
 METRICS = {"depth": ("rmse",), "panoptic": ("pq", "sq", "rq"), "colorization": ("psnr", "fd_chroma")}
 PER_IMAGE = {"depth": "rmse", "colorization": "psnr", "panoptic": "pq"}  # the metric with intervals and paired differences
 
@@ -180,16 +180,18 @@ def markdown(task: str, by_seed: dict, args) -> str:
              f"first token | stage-II token accuracy / decoded-code perplexity | stage-I codebook usage | training wall, "
              f"I + II (min) | paper {paper_name} |", "|" + " --- |" * 12]
 
+    def pm(value: float, ci: float | None) -> str:  # no interval for a single image (NaN)
+        return f"{value:.3f}" + (f" +/- {ci:.3f}" if ci is not None and math.isfinite(ci) else "")
+
     def cell(m: dict | None) -> str:
-        return "" if m is None else " / ".join(
-            f"{m[k]:.3f}" + (f" +/- {m[f'{k}_ci95']:.3f}" if k == key and m.get(f"{k}_ci95") == m.get(f"{k}_ci95") else "")
-            for k in names)
+        return "" if m is None else " / ".join(pm(m[k], m.get(f"{k}_ci95") if k == key else None) for k in names)
     for seed, res in by_seed.items():
         for name, sets in res.items():
             wall = " + ".join(f"{v / 60:.1f}" for v in sets["train_wall_s"].values())
             for set_name, row in ((k, v) for k, v in sets.items() if k != "train_wall_s"):
                 s2, usage = row.get("stage2", {}), row.get("stage1", {}).get("codebook_usage")
-                diff = (f"{s2[f'{key}_minus_no_code']:+.3f} +/- {s2[f'{key}_minus_no_code_ci95']:.3f}"
+                diff = (("+" if s2[f"{key}_minus_no_code"] >= 0 else "") + pm(s2[f"{key}_minus_no_code"],
+                                                                             s2[f"{key}_minus_no_code_ci95"])
                         if f"{key}_minus_no_code" in s2 else "")
                 lm = f"{100 * s2['token_accuracy']:.1f}% / {s2['perplexity']:.1f}" if "token_accuracy" in s2 else ""
                 first = f"{row['stage2_first1'][names[0]]:.3f}" if "stage2_first1" in row else ""
