@@ -39,7 +39,7 @@ from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, load_config,
-                             optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             count_step, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 
 MODEL_FIELDS = ("width", "depth", "heads", "mlp_ratio", "dropout", "label_smoothing", "class_dropout")
 DEFAULTS: dict[str, Any] = {
@@ -280,13 +280,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             log.add(loss=loss)
             if not accelerator.sync_gradients:
                 continue
-            state.step += 1
-            if ema is not None:
-                ema.update(model)
-            log.step(state.step, loss=loss.item())
-            final = state.step == cfg.max_steps
-            if log.due(state.step, final):
-                log.flush(state.step, lr=scheduler.get_last_lr()[0])
+            final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, model)
             if val_dl is not None and ((cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final):
                 with averaged():
                     log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")

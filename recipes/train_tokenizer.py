@@ -46,7 +46,7 @@ from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTo
                                VideoConfig, VideoTokenizer)
 from fsqtok.training import (EMA, EXIT_STOPPED, CheckpointError, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt, load_config,
-                             optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             count_step, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 from fsqtok.training.config import parse_override, read_yaml
 from fsqtok.training.evaluation import evaluate, log_reconstructions
 from fsqtok.training.schedule import SCHEDULES
@@ -255,13 +255,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             log.add(**terms, loss=loss, usage=q.usage(), perplexity=q.perplexity())  # every micro-batch counts
             if not accelerator.sync_gradients:
                 continue
-            state.step += 1  # one optimizer step done
-            if ema is not None:
-                ema.update(raw)
-            log.step(state.step, loss=loss.item())
-            final = state.step == cfg.max_steps
-            if log.due(state.step, final):
-                log.flush(state.step, lr=scheduler.get_last_lr()[0], skipped_files=failures.count)
+            final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, raw, skipped_files=failures.count)
             if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
                 with ema_weights():
                     log_reconstructions(log, raw, val_set, cfg.modality, state.step, sample_rate)

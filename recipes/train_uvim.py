@@ -44,8 +44,8 @@ from fsqtok.generative.uvim_eval import evaluate
 from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
 from fsqtok.hub import CheckpointError as HubCheckpointError, ConfigError
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, ConfigChecks, NonFiniteLoss,
-                             StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt,
-                             load_config, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler,
+                             count_step, fmt, load_config, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
 STEM_PLACEHOLDER = {"stage1": {"stem_width": 1}}  # check_config: the stage-I trunk shape is only known at build
@@ -215,13 +215,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             log.add(**terms, loss=loss)
             if not accelerator.sync_gradients:
                 continue
-            state.step += 1
-            if ema is not None:
-                ema.update(raw)
-            log.step(state.step, loss=loss.item())
-            final = state.step == cfg.max_steps
-            if log.due(state.step, final):
-                log.flush(state.step, lr=scheduler.get_last_lr()[0])
+            final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, raw)
             if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
                 with averaged():
                     log_predictions(cfg, stage1, raw, val_set, log, state.step, accelerator.device)

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from fsqtok.data import EpochSampler
-from fsqtok.training import TrainState, optimizer_step, resumed_batches
+from fsqtok.training import EMA, TrainLogger, TrainState, count_step, optimizer_step, resumed_batches
 
 N, BATCH, SEED = 10, 2, 3  # 5 batches an epoch
 
@@ -204,3 +206,23 @@ def test_accumulation_steps_optimizer_and_scheduler_on_the_last_micro_batch_only
     assert float(terms["grad_norm"]) == pytest.approx(norm(mean), rel=1e-5)
     assert norm([b - p.detach() for b, p in zip(before, model.parameters())]) == pytest.approx(0.5, rel=1e-4)
     assert sched.get_last_lr() == [0.5]
+
+
+def test_count_step_counts_follows_the_ema_and_flushes_when_due(make_accelerator, tmp_path):
+    acc, model, opt, sched = prepared(make_accelerator, tmp_path)
+    log = TrainLogger(acc, tmp_path / "run", total_steps=3, every=2, tensorboard=False, progress_bar=False)
+    ema, state = EMA(model, decay=0.5), TrainState()
+    w0, expected, finals = model.weight.detach().clone(), model.weight.detach().clone(), []
+    for step in range(3):
+        with torch.no_grad():
+            model.weight.add_(1.0)  # the "optimizer step"
+        d = min(0.5, (1 + step) / (10 + step))  # EMA's warm-up decay after `step` updates
+        expected = d * expected + (1 - d) * (w0 + step + 1)
+        log.add(loss=float(step))
+        finals.append(count_step(state, 3, log, torch.tensor(float(step)), sched, ema, model, skipped_files=7))
+    assert state.step == 3 and finals == [False, False, True]
+    assert ema.num_updates == 3 and torch.allclose(ema.shadow["weight"], expected)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 3]  # every 2 steps, and the last
+    assert [r["loss"] for r in rows] == [0.5, 2.0] and all(r["skipped_files"] == 7 and r["lr"] == 1.0 for r in rows)
+    log.close()

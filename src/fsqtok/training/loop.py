@@ -1,6 +1,6 @@
-"""The loop skeleton every recipe shares: where the data resumes, and one optimizer step.
+"""The loop skeleton every recipe shares: where the data resumes, one optimizer step, and its count.
 
-A recipe keeps its own loop body (forward, loss terms, evaluation, extra models) and takes these two::
+A recipe keeps its own loop body (forward, loss terms, evaluation, extra models) and takes these three::
 
     with StopRequest() as stop:
         for batch in resumed_batches(accelerator, train_dl, state, cfg.max_steps, dataset=train_set):
@@ -11,8 +11,8 @@ A recipe keeps its own loop body (forward, loss terms, evaluation, extra models)
             log.add(**terms, loss=loss)
             if not accelerator.sync_gradients:
                 continue
-            state.step += 1
-            ...
+            final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, raw)
+            ...  # evaluation, media
             if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
                 break
 
@@ -31,6 +31,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from .checkpoint import TrainState
+from .ema import EMA
+from .logging import TrainLogger
 
 
 def resumed_batches(accelerator, loader, state: TrainState, max_steps: int, dataset: Any = None) -> Iterator[Any]:
@@ -100,3 +102,22 @@ def optimizer_step(accelerator, loss: Tensor, params: Iterable[nn.Parameter], op
         scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return terms
+
+
+def count_step(state: TrainState, max_steps: int, log: TrainLogger, loss: Tensor, scheduler, ema: EMA | None = None,
+               model: nn.Module | None = None, **flush_extra: float) -> bool:
+    """Count one finished optimizer step (call it on the step's last micro-batch, after :func:`optimizer_step`).
+
+    ``state.step`` goes up by one, the weight ``ema`` (if any) follows ``model``, the logger's bar moves
+    (``loss`` beside it), and when the logged interval is due (every ``log.every`` steps, and at
+    ``max_steps``) it is flushed with the scheduler's learning rate and ``flush_extra`` (e.g. a count of
+    skipped files). Returns whether this was the run's last step.
+    """
+    state.step += 1
+    if ema is not None:
+        ema.update(model)
+    log.step(state.step, loss=loss.item())
+    final = state.step == max_steps
+    if log.due(state.step, final):
+        log.flush(state.step, lr=scheduler.get_last_lr()[0], **flush_extra)
+    return final
