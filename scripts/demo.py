@@ -37,6 +37,19 @@ def load_script(name: str):
     return module
 
 
+def clear_previous_demo(out: Path) -> str | None:
+    """Make ``out`` ready for a fresh demo: a folder an earlier demo wrote (``report.json``, or the ``run/``
+    of an interrupted one) is removed; a missing or empty folder is fine. Any other folder is left as it
+    is and the one-line error to print is returned (the demo never deletes files it did not write)."""
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    if out.is_dir() and ((out / "report.json").is_file() or (out / "run" / "config.yaml").is_file()):
+        shutil.rmtree(out)
+        return None
+    what = "a folder that is not an earlier demo's output" if out.is_dir() else "a file"
+    return f"--output-dir {out} is {what}; choose another folder (or remove it yourself)"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--output-dir", default="demo")
@@ -50,9 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     out = Path(args.output_dir).resolve()
     run_dir = out / "run"
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    problem = clear_previous_demo(out)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
 
     import yaml
 
