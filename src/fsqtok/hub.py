@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 
 import torch
 from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, constants, hf_hub_download
+from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
@@ -151,7 +152,13 @@ def resolve_file(source: str, filename: str, **hub: Any) -> str:
         raise FileNotFoundError(f"{source}: a file, not a folder; pass the folder that holds {CONFIG_NAME}")
     if looks_local(source):
         raise FileNotFoundError(f"{source}: no such folder (and not a Hub repo id of the form org/name)")
-    return hf_hub_download(repo_id=source, filename=filename, **hub)
+    try:
+        return hf_hub_download(repo_id=source, filename=filename, **hub)
+    except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and not in the cache: one line, not the Hub's text
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE or hub.get("local_files_only")
+               else "the Hub could not be reached")
+        raise FileNotFoundError(f"{source}: no such local folder, and Hub repo {source} has no {filename} in the Hub "
+                                f"cache ({why}); pass a local folder, or download the repo once online") from None
 
 
 def read_config(path_or_repo_id: str | Path, **hub: Any) -> dict[str, Any]:
