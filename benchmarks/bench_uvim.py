@@ -172,7 +172,8 @@ def markdown(task: str, by_seed: dict, args) -> str:
     lines = [f"`{command_line(args)}` (resumable). Scale: {args.size}x{args.size} images, 16-token guide code (4x4), "
              f"conv stage I of width {args.width}; stage II a {args.lm_layers}+{args.lm_layers}-layer transformer of "
              f"width {args.lm_width} on 8x8 patches ({args.lm_stem} stem), lr {args.lm_lr}; {args.steps1} stage-I and "
-             f"{args.steps2} stage-II steps of batch {args.batch_size} on {args.num_train} training pairs; "
+             f"{args.steps2} stage-II steps of batch {args.batch_size} on {args.num_train} and {args.lm_num_train} "
+             "training pairs; "
              f"{args.num_test} synthetic test images. +/- is a 95% interval over test images "
              f"({'bootstrap over scenes' if task == 'panoptic' else 'normal'}); 'II - no code' is the paired "
              f"difference of stage II to the no-code model on the same images. Metrics: {' / '.join(names)}.\n",
@@ -212,7 +213,8 @@ def plan_task(task: str, seed: int, args) -> dict[str, tuple[Run, Run | None]]:
     if args.no_code:
         runs["no_code"] = (recipe_run(f"{task}_stage1.yaml", base / f"no_code_stage1{tag}",
                                       [*common, "model.no_code=true", f"max_steps={args.steps1}"]), None)
-    lm_over = [c for c in common if c.startswith(("data.", "log.", "checkpoint.", "seed=", "optim.ema"))]
+    lm_over = [c for c in common if c.startswith(("data.", "log.", "checkpoint.", "seed=", "optim.ema"))
+               and not c.startswith("data.num_train=")]
     for q in TASK_QUANTIZERS[task] if args.quantizers is None else args.quantizers:
         s1 = recipe_run(f"{task}_stage1.yaml", base / f"{q}_stage1{tag}",
                         [*common, f"model.quantizer={q}", f"max_steps={args.steps1}"])
@@ -220,7 +222,7 @@ def plan_task(task: str, seed: int, args) -> dict[str, tuple[Run, Run | None]]:
                         [*lm_over, f"stage1={s1[0].resolve()}", f"lm.width={args.lm_width}", "lm.patch_size=8",
                          "lm.heads=2", f"lm.encoder_layers={args.lm_layers}", f"lm.decoder_layers={args.lm_layers}",
                          f"lm.stem={args.lm_stem}", f"optim.lr={args.lm_lr}", f"optim.warmup_steps={args.lm_warmup}",
-                         f"max_steps={args.steps2}"])
+                         f"max_steps={args.steps2}", f"data.num_train={args.lm_num_train}"])
         runs[q] = (s1, s2)
     return runs
 
@@ -256,7 +258,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=2048, help="training pairs (rendered once, kept in memory)")
     p.add_argument("--num-test", type=int, default=256)
     p.add_argument("--steps1", type=int, default=1000)
-    p.add_argument("--steps2", type=int, default=1000)
+    p.add_argument("--steps2", type=int, default=4000)
+    p.add_argument("--lm-num-train", type=int, default=16384,
+                   help="stage-II training pairs (rendered once; the LM is data-limited at 2,048, BENCHMARKS.md)")
     p.add_argument("--code-prefixes", nargs="*", type=int, default=[1, 4],
                    help="also score the oracle's and the LM's first k code tokens (the base model sees the rest dropped)")
     p.add_argument("--no-code", action=argparse.BooleanOptionalAction, default=True, help="train the no-code baseline")

@@ -19,7 +19,7 @@ import bench_uvim  # noqa: E402
 from fsqtok.generative.uvim_tasks import panoptic_quality_from_stats  # noqa: E402
 
 TOY = ["--tasks", "panoptic", "--size", "16", "--width", "8", "--lm-width", "16", "--lm-layers", "1",
-       "--num-train", "32", "--num-test", "8", "--steps1", "2", "--steps2", "2", "--batch-size", "4",
+       "--num-train", "32", "--lm-num-train", "32", "--num-test", "8", "--steps1", "2", "--steps2", "2", "--batch-size", "4",
        "--code-prefixes", "1", "--quantizers", "fsq"]  # FSQ only, to stay fast
 
 
