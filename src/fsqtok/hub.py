@@ -155,8 +155,8 @@ def resolve_file(source: str, filename: str, **hub: Any) -> str:
     try:
         return hf_hub_download(repo_id=source, filename=filename, **hub)
     except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and not in the cache: one line, not the Hub's text
-        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE or hub.get("local_files_only")
-               else "the Hub could not be reached")
+        why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
+               if hub.get("local_files_only") else "the Hub could not be reached")
         raise FileNotFoundError(f"{source}: no such local folder, and Hub repo {source} has no {filename} in the Hub "
                                 f"cache ({why}); pass a local folder, or download the repo once online") from None
 

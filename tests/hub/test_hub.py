@@ -242,3 +242,13 @@ def test_hub_layer_imports_no_model():
     imported = {(n.level, n.module) for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     subclasses = {"image", "depth", "audio", "video"}
     assert not {m for level, m in imported if level == 1} & subclasses  # no tokenizer subclass (config.py is shared)
+
+
+def test_a_repo_id_missing_from_the_cache_with_local_files_only_is_one_line(tmp_path):
+    from huggingface_hub import constants
+
+    why = "HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
+    with pytest.raises(FileNotFoundError) as e:
+        DummyModel.from_pretrained("fsqtok-test/nowhere", local_files_only=True, cache_dir=tmp_path)
+    assert str(e.value) == (f"fsqtok-test/nowhere: no such local folder, and Hub repo fsqtok-test/nowhere has no "
+                            f"config.json in the Hub cache ({why}); pass a local folder, or download the repo once online")
