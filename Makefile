@@ -45,7 +45,7 @@ reproduce-maskgit: $(STAMP)
 	  $(PY) benchmarks/bench_maskgit.py --part main; main=$$?; wait $$study && test $$main -eq 0
 	$(PY) benchmarks/maskgit_report.py --figure docs/codebook_study.png --copy-to benchmarks/results
 
-# Issue 12's reproduction (about 1 h on 2 cores, resumable: rerun to continue): UViM stages I and II with FSQ
+# Issue 12's reproduction (about 1.5 h on 2 cores, resumable: rerun to continue): UViM stages I and II with FSQ
 # against VQ (with and without splitting) for depth, colorization and panoptic, then the BENCHMARKS.md tables.
 reproduce-uvim: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
