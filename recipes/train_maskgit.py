@@ -39,7 +39,8 @@ from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, load_config,
-                             count_step, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             count_step, every_or_final, optimizer_step, prepare_output_dir, resumed_batches,
+                             run_recipe)
 
 MODEL_FIELDS = ("width", "depth", "heads", "mlp_ratio", "dropout", "label_smoothing", "class_dropout")
 DEFAULTS: dict[str, Any] = {
@@ -281,10 +282,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             if not accelerator.sync_gradients:
                 continue
             final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, model)
-            if val_dl is not None and ((cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final):
+            if val_dl is not None and every_or_final(cfg.log.eval_every, state.step, final):
                 with averaged():
                     log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")
-            if tok is not None and ((cfg.sample.every and state.step % cfg.sample.every == 0) or final):
+            if tok is not None and every_or_final(cfg.sample.every, state.step, final):
                 with averaged():
                     log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
             if ckpt.end_step(log, state.step, final=final, stop=flags.stop):

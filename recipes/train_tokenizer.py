@@ -46,7 +46,8 @@ from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTo
                                VideoConfig, VideoTokenizer)
 from fsqtok.training import (EMA, EXIT_STOPPED, CheckpointError, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, fmt, load_config,
-                             count_step, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             count_step, every_or_final, optimizer_step, prepare_output_dir, resumed_batches,
+                             run_recipe)
 from fsqtok.training.config import parse_override, read_yaml
 from fsqtok.training.evaluation import evaluate, log_reconstructions
 from fsqtok.training.schedule import SCHEDULES
@@ -256,10 +257,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             if not accelerator.sync_gradients:
                 continue
             final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, raw, skipped_files=failures.count)
-            if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
+            if every_or_final(cfg.log.media_every, state.step, final):
                 with ema_weights():
                     log_reconstructions(log, raw, val_set, cfg.modality, state.step, sample_rate)
-            if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
+            if every_or_final(cfg.log.eval_every, state.step, final):
                 with ema_weights():
                     metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
                 log.scalars(metrics, state.step, kind="eval")

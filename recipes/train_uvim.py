@@ -45,7 +45,8 @@ from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
 from fsqtok.hub import CheckpointError as HubCheckpointError, ConfigError
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, ConfigChecks, NonFiniteLoss,
                              StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler,
-                             count_step, fmt, load_config, optimizer_step, prepare_output_dir, resumed_batches, run_recipe)
+                             count_step, every_or_final, fmt, load_config, optimizer_step, prepare_output_dir,
+                             resumed_batches, run_recipe)
 from fsqtok.training.schedule import SCHEDULES
 
 STEM_PLACEHOLDER = {"stage1": {"stem_width": 1}}  # check_config: the stage-I trunk shape is only known at build
@@ -216,10 +217,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             if not accelerator.sync_gradients:
                 continue
             final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, raw)
-            if (cfg.log.media_every and state.step % cfg.log.media_every == 0) or final:
+            if every_or_final(cfg.log.media_every, state.step, final):
                 with averaged():
                     log_predictions(cfg, stage1, raw, val_set, log, state.step, accelerator.device)
-            if (cfg.log.eval_every and state.step % cfg.log.eval_every == 0) or final:
+            if every_or_final(cfg.log.eval_every, state.step, final):
                 with averaged():
                     mode = "lm" if cfg.stage == 2 else ("no_code" if stage1.config.no_code else "oracle")
                     metrics = evaluate(stage1, val_dl, mode, raw if cfg.stage == 2 else None,

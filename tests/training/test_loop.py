@@ -11,7 +11,7 @@ from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import BatchSampler, DataLoader, Dataset
 
 from fsqtok.data import EpochSampler
-from fsqtok.training import EMA, TrainLogger, TrainState, count_step, optimizer_step, resumed_batches
+from fsqtok.training import EMA, TrainLogger, TrainState, count_step, every_or_final, optimizer_step, resumed_batches
 
 N, BATCH, SEED = 10, 2, 3  # 5 batches an epoch
 
@@ -226,3 +226,9 @@ def test_count_step_counts_follows_the_ema_and_flushes_when_due(make_accelerator
     assert [r["step"] for r in rows] == [2, 3]  # every 2 steps, and the last
     assert [r["loss"] for r in rows] == [0.5, 2.0] and all(r["skipped_files"] == 7 and r["lr"] == 1.0 for r in rows)
     log.close()
+
+
+def test_every_or_final_runs_periodic_work_every_n_steps_and_at_the_end():
+    assert [s for s in range(1, 11) if every_or_final(4, s, final=s == 10)] == [4, 8, 10]
+    assert [s for s in range(1, 11) if every_or_final(0, s, final=s == 10)] == [10]  # 0: off, but the last step runs
+    assert every_or_final(5, 5, final=False) and not every_or_final(5, 6, final=False)

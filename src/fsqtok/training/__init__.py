@@ -15,13 +15,13 @@ from .config import Config, ConfigChecks, RecipeConfigError, load_config
 from .ema import EMA
 from .guards import EXIT_STOPPED, NonFiniteLoss, StepFlags, StopRequest
 from .logging import TrainLogger, fmt
-from .loop import count_step, optimizer_step, resumed_batches
+from .loop import count_step, every_or_final, optimizer_step, resumed_batches
 from .runner import build_accelerator, recipe_args, run_recipe
 from .schedule import build_scheduler, lr_multiplier
 
 __all__ = [
     "Checkpointer", "CheckpointError", "Config", "ConfigChecks", "EMA", "EXIT_STOPPED", "NonFiniteLoss",
     "RecipeConfigError", "StepFlags", "StopRequest", "TrainLogger", "TrainState", "build_accelerator",
-    "build_scheduler", "checkpoint_dirs", "count_step", "fmt", "load_config", "lr_multiplier", "optimizer_step",
-    "prepare_output_dir", "recipe_args", "resumed_batches", "run_recipe",
+    "build_scheduler", "checkpoint_dirs", "count_step", "every_or_final", "fmt", "load_config", "lr_multiplier",
+    "optimizer_step", "prepare_output_dir", "recipe_args", "resumed_batches", "run_recipe",
 ]

@@ -121,3 +121,9 @@ def count_step(state: TrainState, max_steps: int, log: TrainLogger, loss: Tensor
     if log.due(state.step, final):
         log.flush(state.step, lr=scheduler.get_last_lr()[0], **flush_extra)
     return final
+
+
+def every_or_final(every: int, step: int, final: bool) -> bool:
+    """Whether a periodic task (evaluation, media, samples) runs after ``step``: every ``every`` steps
+    (``0`` turns it off) and always at the run's last step."""
+    return final or (every > 0 and step % every == 0)
