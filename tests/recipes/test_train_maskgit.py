@@ -205,3 +205,13 @@ def test_overwrite_remakes_the_debug_data_with_the_new_settings(run, tmp_path, c
     manifest = read_manifest(out / "debug_data" / "shards")
     assert manifest["totals"]["rows"] == 8
     assert MaskGIT.from_pretrained(out / "maskgit").config.class_names == ("class0", "class1", "class2", "class3")
+
+
+def test_a_relative_tokenizer_path_is_recorded_absolute(run, tmp_path, monkeypatch):
+    """Shards made with ``--tokenizer tok0`` (relative): the model records the folder so that it loads from anywhere."""
+    monkeypatch.chdir(tmp_path)
+    shards = tokenized(Path("."), Path("shards"), 0)
+    assert read_manifest(shards)["tokenizer"]["source"] == "tok0"
+    assert run("output_dir=run", f"data.train={shards}", "data.debug_images=0", "log.tensorboard=false",
+               "max_steps=1") == 0
+    assert MaskGIT.from_pretrained(tmp_path / "run" / "maskgit").config.tokenizer == str((tmp_path / "tok0").resolve())
