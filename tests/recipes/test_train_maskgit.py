@@ -163,6 +163,9 @@ def test_resume_on_shards_re_made_by_another_tokenizer_is_refused(run, tmp_path,
     out = tmp_path / "run"
     base = [f"output_dir={out}", f"data.train={shards}", "data.debug_images=0", "log.tensorboard=false"]
     assert run(*base, "max_steps=2") == 0
+    capsys.readouterr()
+    assert run(*base, "max_steps=2") == 1  # the same config again: a used folder, not "a different config"
+    assert "already holds a run; pass --resume" in capsys.readouterr().err
     saved = yaml.safe_load((out / "config.yaml").read_text())["provenance"]["train"]
     assert saved == {**content_identity(read_manifest(shards)), "grid": [8, 8]}
     moved = tmp_path / "moved"

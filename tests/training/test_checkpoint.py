@@ -231,6 +231,9 @@ def test_top_level_fixed_keys_are_compared_on_resume(tmp_path):
 
     old, new = {**CONFIG, "seed": 0, "stage1": "a", "seeds": 1}, {**CONFIG, "seed": 1, "stage1": "b", "seeds": 2}
     assert config_diff(old, new, ("seed", "stage1")) == ["seed", "stage1"]  # not "seeds": a prefix is not a key
+    recorded = {**CONFIG, "output_dir": "y", "provenance": {"train": {"content_sha256": "ab"}}}
+    assert config_diff(recorded, CONFIG) == []  # what a run writes itself is not a config difference...
+    assert config_diff(recorded, CONFIG, ("provenance.train",)) == ["provenance.train.content_sha256"]  # ...unless named
     run = tmp_path / "run"
     _fake_checkpoint(run, 1, old)
     with pytest.raises(CheckpointError, match=r"\(seed: 0 -> 1\)"):

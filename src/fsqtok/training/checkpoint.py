@@ -72,14 +72,22 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+RUN_WRITTEN = ("output_dir", "provenance")  # set by the run itself, not given: compared only when named in keys
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether dotted ``key`` is one of ``prefixes`` or lies in one of those sections."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] | None = None) -> list[str]:
-    """Dotted keys whose values differ (``output_dir`` excluded); only under ``keys`` prefixes if given."""
+    """Dotted keys whose values differ: only under ``keys`` prefixes if given, else all but
+    :data:`RUN_WRITTEN` (``output_dir``, and the ``provenance`` a recipe records of its data)."""
     a, b = _flat(old), _flat(new)
-    diff = sorted(k for k in a.keys() | b.keys() if k != "output_dir" and a.get(k) != b.get(k))
-    if keys is not None:
-        prefixes = tuple(keys)
-        diff = [k for k in diff if any(k == p or k.startswith(p + ".") for p in prefixes)]
-    return diff
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if keys is None:
+        return [k for k in diff if not _under(k, RUN_WRITTEN)]
+    return [k for k in diff if _under(k, tuple(keys))]
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
