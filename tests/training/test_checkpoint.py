@@ -240,6 +240,24 @@ def test_top_level_fixed_keys_are_compared_on_resume(tmp_path):
         prepare_output_dir(run, {**old, "seed": 1}, resume="latest", fixed_keys=("seed",))
 
 
+def test_a_checkpoint_that_records_no_data_content_cannot_be_resumed_on_trust(tmp_path):
+    """A checkpoint saved before runs recorded their data's content: refused, saying why, not as 'other data'."""
+    from fsqtok.training.checkpoint import check_resume_config
+
+    run = tmp_path / "run"
+    _fake_checkpoint(run, 1, CONFIG)
+    ckpt = run / "checkpoints" / "step-000001"
+    now = {**CONFIG, "provenance": {"train": {"content_sha256": "ab"}}}
+    with pytest.raises(CheckpointError, match=r"records no training data \(provenance.train; saved by an older "
+                                              r"fsqtok\).*--overwrite"):
+        check_resume_config(ckpt, now, ("provenance.train",), what="training data")
+    _fake_checkpoint(run, 2, {**CONFIG, "provenance": {"train": {"content_sha256": "cd"}}})
+    with pytest.raises(CheckpointError, match=r"another training data \(provenance.train.content_sha256: 'cd' -> 'ab'"):
+        check_resume_config(run / "checkpoints" / "step-000002", now, ("provenance.train",), what="training data")
+    check_resume_config(run / "checkpoints" / "step-000002", {**now, "provenance": {"train": {"content_sha256": "cd"}}},
+                        ("provenance.train",))
+
+
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.bin"])
 def test_a_corrupt_checkpoint_file_is_one_line_naming_it_and_the_previous_checkpoint(make_accelerator, tmp_path, name):
     acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)

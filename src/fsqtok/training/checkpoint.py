@@ -154,7 +154,11 @@ def check_resume_config(checkpoint: Path, config: Mapping[str, Any], keys: Itera
     ``checkpoint`` (its own ``config.yaml``, else its run's). Recipes call it again once they know
     what their data is (e.g. a ``provenance`` section of content hashes), since paths prove nothing."""
     saved = _read_config(checkpoint / "config.yaml") or _read_config(checkpoint.parent.parent / "config.yaml")
+    keys = tuple(keys)
     diff = config_diff(saved, config, keys) if saved is not None else []
+    if diff and not any(_under(k, keys) for k in _flat(saved)):
+        raise CheckpointError(f"--resume {checkpoint}: the checkpoint records no {what} ({', '.join(keys)}; saved by "
+                              "an older fsqtok), so what it was trained on cannot be checked; start over with --overwrite")
     if diff:
         flat_old, flat_new = _flat(saved), _flat(config)
         changes = "; ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in diff[:3])
