@@ -30,8 +30,7 @@ def save_models(root: Path, task: str, **fields) -> Path:
         s1.save_pretrained(root / "s1")
         return root / "s1"
     lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", width=16, encoder_layers=1, decoder_layers=1, heads=2))
-    lm.save_pretrained(root / "lm")
-    s1.save_pretrained(root / "lm" / "stage1")
+    lm.attach_stage1(s1).save_pretrained(root / "lm")
     return root / "lm"
 
 
