@@ -150,3 +150,38 @@ def test_a_wide_photo_is_predicted_at_the_training_crop_not_squashed(tmp_path, p
     assert torch.allclose(pred[..., 28:], last[..., 4:], atol=1e-6)
     square = torch.rand(3, 16, 16) * 2 - 1
     assert torch.allclose(predict.predict(s1, None, square), s1.predict(square[None])[0], atol=1e-6)
+
+
+def test_evaluate_uvim_scores_held_out_pairs_of_your_own(tmp_path, capsys):
+    """Issue 17 §2.6d: --pairs DIR scores the user's pairs (fsqtok.data's paired folder source, centre crops),
+    names them by content in eval.json, and refuses pairs the model was trained on."""
+    from fsqtok.data import data_fingerprint
+    from fsqtok.data.uvim_pairs import UViMFolderPairs
+    from fsqtok.generative.uvim_eval import evaluate as score
+    from fsqtok.generative.uvim_lm import UViMPipeline
+    from fsqtok.media import write_depth, write_image
+
+    data = tmp_path / "held"
+    for sub in ("image", "depth"):
+        (data / sub).mkdir(parents=True)
+    for k in range(3):
+        write_image(data / "image" / f"{k}.png", torch.rand(3, 20, 24) * 2 - 1)
+        write_depth(data / "depth" / f"{k}.npy", torch.full((1, 20, 24), 1.0 + k))
+    evaluate = load_script("evaluate_uvim")
+    model, out = save_models(tmp_path, "depth"), tmp_path / "eval"
+    assert evaluate.main(["--model", f"m={model}", "--pairs", f"mine={data}", "--num", "0",
+                          "--output-dir", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["results"]["m"]) == {"pairs mine"} and report["data"] == {"pairs mine": data_fingerprint(data)}
+    pipe = UViMPipeline.from_pretrained(model)
+    ds = UViMFolderPairs("depth", str(data), 16, train=False)
+    items = [ds[i] for i in range(3)]
+    want = score(pipe.stage1, [{"image": torch.stack([i["image"] for i in items]),
+                                "target": torch.stack([i["target"] for i in items])}], "lm", pipe.lm)
+    assert report["results"]["m"]["pairs mine"]["lm"] == pytest.approx(want)
+    pipe.lm.trained_on = {"train_data": data_fingerprint(data)}
+    pipe.lm.save_pretrained(tmp_path / "trained")
+    capsys.readouterr()
+    assert evaluate.main(["--model", str(tmp_path / "trained"), "--pairs", str(data), "--num", "0",
+                          "--output-dir", str(out)]) == 1
+    assert "the model was trained on these pairs" in capsys.readouterr().err
