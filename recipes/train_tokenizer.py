@@ -44,7 +44,7 @@ from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
 from fsqtok.data import (DataError, DecodeFailures, EpochSampler, build_dataset, collate, dataset_fingerprint,
-                         metrics_kind, metrics_note)
+                         metrics_kind, metrics_note, split_sizes)
 from fsqtok.losses import TokenizerLoss, TokenizerLossConfig, build_discriminator, last_decoder_weight
 from fsqtok.quantizers.stats import MAX_DENSE_CODEBOOK
 from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer,
@@ -233,7 +233,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         log.line(f"resumed from {resume_from} at step {state.step}" if resume_from else
                  f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
     log.line(f"training {cfg.modality} tokenizer: {sum(p.numel() for p in raw.parameters()):,} parameters, "
-             f"{len(train_set)} train / {f'{len(val_set)} val' if metrics_kind(cfg.data) == 'eval' else 'no held-out'} items, global batch {log.global_batch}, "
+             f"{split_sizes(cfg.data, len(train_set), len(val_set))} items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     if metrics_note(cfg.data):
         log.line(metrics_note(cfg.data))

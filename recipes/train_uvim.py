@@ -40,7 +40,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
-from fsqtok.data import DataError, EpochSampler, metrics_kind, metrics_note
+from fsqtok.data import DataError, EpochSampler, metrics_kind, metrics_note, split_sizes
 from fsqtok.data.uvim_pairs import UViMFolderPairs, UViMPairs
 from fsqtok.generative.uvim import UViMConfig, UViMStage1
 from fsqtok.generative.uvim_eval import evaluate
@@ -208,7 +208,8 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         log.line(metrics_note(cfg.data))
     log.line(f"training UViM stage {cfg.stage} ({cfg.task}, {stage1.config.quantizer}"
              f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
-             f"parameters, {len(train_set)} train / {f'{len(val_set)} val' if metrics_kind(cfg.data) == 'eval' else 'no held-out'} items, global batch {log.global_batch}, "
+             f"parameters, {split_sizes(cfg.data, len(train_set), len(val_set))} items, "
+             f"global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     code = 0
     with StopRequest() as stop:  # dataset=: the random crops of folder pairs depend on (seed, epoch, index)

@@ -203,3 +203,18 @@ def test_an_lm_folder_is_self_contained_wherever_it_is_saved(tmp_path):
     with pytest.raises(CheckpointError, match=r"holds none; call attach_stage1\(stage1\) first"):
         bare.save_pretrained(tmp_path / "c")
     assert not (tmp_path / "c" / "config.json").exists()
+
+
+def test_an_lm_repo_loads_with_its_stage1_from_the_offline_hub_cache(tmp_path):
+    """The stage1/ sub-folder of a Hub repo resolves through huggingface_hub's own cache (local_files_only)."""
+    import shutil
+
+    s1, lm = small_pair()
+    lm.attach_stage1(s1).save_pretrained(tmp_path / "lm")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--me--uvim-lm"
+    shutil.copytree(tmp_path / "lm", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    pipe = UViMPipeline.from_pretrained("me/uvim-lm", local_files_only=True, cache_dir=str(tmp_path / "cache"))
+    assert pipe.stage1.weights_hash() == s1.weights_hash() and pipe.lm.weights_hash() == lm.weights_hash()

@@ -135,6 +135,11 @@ def metrics_kind(data: Mapping[str, Any]) -> str:
     return "train_set" if data["source"] == "folder" and not data.get("val_path") else "eval"
 
 
+def split_sizes(data: Mapping[str, Any], n_train: int, n_val: int) -> str:
+    """``"N train / M val"``, or ``"N train / no held-out"`` when the val split is the training items."""
+    return f"{n_train} train / " + (f"{n_val} val" if metrics_kind(data) == "eval" else "no held-out")
+
+
 def metrics_note(data: Mapping[str, Any]) -> str:
     """The log line that says a run has no held-out data (empty when it has)."""
     if metrics_kind(data) == "eval":

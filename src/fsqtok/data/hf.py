@@ -95,7 +95,8 @@ def load_hf(spec: dict[str, Any], streaming: bool, cache_dir: str | None = None)
             split = next(iter(ds))  # the only split; several are never picked silently
         if split not in ds:
             asked = f"no split {split!r}" if split is not None else "no --split given"
-            raise DataError(f"--data {path}: {asked}; it has {len(ds)} split(s) ({', '.join(ds)}): pick one with --split")
+            raise DataError(f"--data {path}: {asked}; it has {len(ds)} split(s) ({', '.join(ds)}): "
+                            "pick one with --split")
         ds = ds[split]
     elif split not in (None, "train"):
         raise DataError(f"--split {split}: the dataset at {path} has a single split")

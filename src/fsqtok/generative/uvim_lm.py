@@ -155,7 +155,8 @@ class UViMLM(nn.Module, HubMixin):
         c = self.config
         if stage1 is None and not (Path(c.stage1).is_absolute() or ("/" in c.stage1 and not looks_local(c.stage1))):
             raise CheckpointError(f"UViMLM.save_pretrained({save_directory}): this LM names its stage-I model "
-                                  f"{c.stage1!r} inside its own folder but holds none; call attach_stage1(stage1) first")
+                                  f"{c.stage1!r} inside its own folder but holds none; "
+                                  "call attach_stage1(stage1) first")
         super()._save_pretrained(save_directory)
         if stage1 is not None:
             shutil.rmtree(save_directory / "stage1", ignore_errors=True)
