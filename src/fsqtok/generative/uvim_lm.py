@@ -153,7 +153,7 @@ class UViMLM(nn.Module, HubMixin):
         """The LM's files, and its stage-I model in ``stage1/`` (so the folder is self-contained)."""
         save_directory, stage1 = Path(save_directory), self.stage1_model
         c = self.config
-        if stage1 is None and not (Path(c.stage1).is_absolute() or ("/" in c.stage1 and not looks_local(c.stage1))):
+        if stage1 is None and not names_another_place(c.stage1):
             raise CheckpointError(f"UViMLM.save_pretrained({save_directory}): this LM names its stage-I model "
                                   f"{c.stage1!r} inside its own folder but holds none; "
                                   "call attach_stage1(stage1) first")
@@ -245,6 +245,11 @@ class UViMLM(nn.Module, HubMixin):
         return seq[:, 1:]
 
 
+def names_another_place(stage1: str) -> bool:
+    """Whether an LM's ``stage1`` names a model outside the LM's folder: an absolute path or a Hub repo ``org/name``."""
+    return Path(stage1).is_absolute() or ("/" in stage1 and not looks_local(stage1))
+
+
 def stage1_location(lm_source: str | Path, stage1: str) -> tuple[str, str]:
     """Where the stage-I model named by an LM saved at ``lm_source`` (folder or Hub repo) lives, as
     ``(path_or_repo_id, subfolder)``: an absolute path or another Hub repo ``org/name`` as is; any
@@ -252,14 +257,8 @@ def stage1_location(lm_source: str | Path, stage1: str) -> tuple[str, str]:
     source = str(lm_source)
     if not stage1:
         raise CheckpointError(f"{source}: config.json names no stage-I model (stage1 is empty)")
-    if Path(stage1).is_absolute():
-        return stage1, ""
-    local = os.path.isdir(source) or looks_local(source)
-    if local and (Path(source) / stage1).exists():
-        return source, stage1
-    if "/" in stage1 and not looks_local(stage1):
-        return stage1, ""  # another Hub repo
-    return source, stage1
+    inside = (os.path.isdir(source) or looks_local(source)) and (Path(source) / stage1).exists()
+    return (stage1, "") if names_another_place(stage1) and not inside else (source, stage1)
 
 
 class UViMPipeline:
