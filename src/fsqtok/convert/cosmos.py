@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ LICENSE_TEXT = ("the released Cosmos-Tokenizer weights are under the NVIDIA Open
 WEIGHT_SUFFIXES = (".safetensors", ".pt", ".pth", ".ckpt")
 # reference kwargs that do not change the discrete networks at inference, and why
 IGNORED_KWARGS = {"dropout": "training only", "name": "a label", "num_quantizers": "residual FSQ only",
-                  "num_groups": "unused by the factorized networks"}
+                  "num_groups": "unused by the factorized networks", "z_factor": "unused by the image networks"}
 NETWORK_NAMES = {False: ("Default",), True: ("FACTORIZED",)}  # the reference's encoder/decoder types we port
 
 
@@ -78,7 +79,9 @@ def read_tensors(file: Path) -> dict[str, Tensor]:
     """The named tensors of one source file (TorchScript: its state dict, buffers included)."""
     if file.suffix == ".jit":
         try:
-            return dict(torch.jit.load(str(file), map_location="cpu").state_dict())
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit is deprecated": the files are TorchScript
+                return dict(torch.jit.load(str(file), map_location="cpu").state_dict())
         except RuntimeError as e:
             raise CheckpointError(f"{file}: not a readable TorchScript file ({' '.join(str(e).split())[:200]})") from None
     if file.suffix == ".safetensors":

@@ -38,7 +38,7 @@ class CosmosImageConfig(TokenizerConfig):
     levels: tuple[int, ...] = (8, 8, 8, 5, 5, 5)  # FSQ levels (codebook 64,000)
     in_channels: int = 3
     out_channels: int = 3  # must equal in_channels
-    channels: int = 128  # width of the first level (a multiple of 32: GroupNorm(32))
+    channels: int = 128  # width of the first level (images: a multiple of 32, for GroupNorm(32))
     channels_mult: tuple[int, ...] = (2, 4, 4)  # width multiplier per level
     num_res_blocks: int = 2  # residual blocks per encoder level (decoder: one more)
     attn_resolutions: tuple[int, ...] = (32,)  # feature-map sizes (from `resolution`) with attention after each block
@@ -58,8 +58,9 @@ class CosmosImageConfig(TokenizerConfig):
             self._check_int(name, minimum=1)
         if self.out_channels != self.in_channels:
             self._fail("out_channels", f"must equal in_channels ({self.in_channels}), got {self.out_channels}")
-        if self._check_int("channels", minimum=1) % 32:
-            self._fail("channels", f"must be a multiple of 32 (GroupNorm with 32 groups), got {self.channels}")
+        if self._check_int("channels", minimum=1) % self.norm_groups:
+            self._fail("channels", f"must be a multiple of {self.norm_groups} (GroupNorm with {self.norm_groups} "
+                                   f"groups), got {self.channels}")
         self._check_ints("channels_mult", minimum=1)
         if self.attn_resolutions:
             self._check_ints("attn_resolutions", minimum=1)
@@ -75,6 +76,11 @@ class CosmosImageConfig(TokenizerConfig):
         if self.spatial_compression < self.patch_size:
             self._fail("spatial_compression", f"must be >= patch_size ({self.patch_size})")
 
+    @property
+    def norm_groups(self) -> int:
+        """GroupNorm groups of the networks (the reference's 2D blocks use 32, its 3D blocks 1)."""
+        return 32
+
     def network_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of the encoder and decoder (besides their in/out channels)."""
         return {name: getattr(self, name) for name in NETWORK_FIELDS}
@@ -89,6 +95,10 @@ class CosmosVideoConfig(CosmosImageConfig):
     z_factor: int = 1  # encoder output = z_factor * z_channels
     legacy_mode: bool = False  # the decoder's older choice of which levels upsample in time
     fps: float = 24.0  # nominal frame rate, for the reported token rate
+
+    @property
+    def norm_groups(self) -> int:
+        return 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
