@@ -117,7 +117,7 @@ class CosmosImageTokenizer(ImageTokenizer):
     config_class: ClassVar[type[TokenizerConfig]] = CosmosImageConfig
     config: CosmosImageConfig
 
-    def _networks(self) -> tuple[nn.Module, nn.Module]:
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
         c = self.config
         kwargs = c.network_kwargs()
         return CosmosImageEncoder(c.in_channels, **kwargs), CosmosImageDecoder(c.out_channels, **kwargs)
@@ -138,7 +138,7 @@ class CosmosVideoTokenizer(VideoTokenizer):
     config_class: ClassVar[type[TokenizerConfig]] = CosmosVideoConfig
     config: CosmosVideoConfig
 
-    def _networks(self) -> tuple[nn.Module, nn.Module]:
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
         c = self.config
         kwargs = {**c.network_kwargs(), "z_factor": c.z_factor, "temporal_compression": c.temporal_compression}
         return (CosmosVideoEncoder(c.in_channels, **kwargs),

@@ -60,9 +60,9 @@ class Conv2dTokenizer(Tokenizer):
     def __init__(self, config: Conv2dConfig | None = None) -> None:
         super().__init__(config)
         self.net_channels = self._network_channels()
-        self.encoder, self.decoder = self._networks()
+        self.encoder, self.decoder = self._build_networks()
 
-    def _networks(self) -> tuple[nn.Module, nn.Module]:
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
         """``(encoder, decoder)`` for this config (ports of other architectures override this)."""
         c = self.config
         arch = dict(

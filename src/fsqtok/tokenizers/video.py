@@ -74,9 +74,9 @@ class VideoTokenizer(Tokenizer):
 
     def __init__(self, config: VideoConfig | None = None) -> None:
         super().__init__(config)
-        self.encoder, self.decoder = self._networks()
+        self.encoder, self.decoder = self._build_networks()
 
-    def _networks(self) -> tuple[nn.Module, nn.Module]:
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
         """``(encoder, decoder)`` for this config (ports of other architectures override this)."""
         c = self.config
         arch = dict(
