@@ -78,6 +78,7 @@ def test_written_folder_loads_and_its_card_names_source_licence_hash_and_skipped
     loaded = fsqtok.load_pretrained(out)
     assert loaded.weights_hash() == converted.model.weights_hash()
     card = (out / "README.md").read_text()
+    assert "license: other\nlicense_name: some-licence\n" in card
     for text in ("org/released", "Some Licence", "https://example.org/licence", converted.source_files["src.bin"],
                  "`disc.weight`: discriminator (training only)"):
         assert text in card

@@ -111,8 +111,10 @@ def model_card(converted: Converted) -> str:
     body = model.model_card_body("PATH_OR_REPO_ID")
     files = "\n".join(f"| `{name}` | `{digest}` |" for name, digest in sorted(converted.source_files.items()))
     skipped = "\n".join(f"- `{name}`: {why}" for name, why in sorted(converted.skipped.items())) or "- none"
+    slug = re.sub(r"[^a-z0-9]+", "-", converted.license_name.lower()).strip("-")  # the Hub's license_name form
     return (
-        f"---\nlibrary_name: fsqtok\ntags:\n- fsqtok\n- converted\n---\n\n{body}\n"
+        f"---\nlibrary_name: fsqtok\nlicense: other\nlicense_name: {slug}\ntags:\n- fsqtok\n- converted\n---\n\n"
+        f"{body}\n"
         f"## Source\n\nConverted with `fsqtok convert` from `{converted.source}`.\n\n"
         f"## Licence\n\n{converted.license_name}: {converted.license_text}\n\n"
         f"## Source files (sha256)\n\n| file | sha256 |\n| --- | --- |\n{files}\n\n"
