@@ -168,7 +168,7 @@ def convert_cosmos(path: Path, config: dict[str, Any] | None = None, allow_torch
     used = _config_buffers(state, where)
     inferred, attn_levels = infer_kwargs({**state, **used}, video, where, config or {})
     kw = _kwargs(config or {}, inferred, video, path, where)
-    kw.setdefault("resolution", 1024)
+    kw.setdefault("resolution", CosmosImageConfig.resolution)  # the reference default; it only places attention
     if "attn_resolutions" not in kw:
         kw["attn_resolutions"] = attn_resolutions(attn_levels, kw, video)
     config_class, model_class = (CosmosVideoConfig, CosmosVideoTokenizer) if video else \
