@@ -4,6 +4,7 @@ from .audio import AudioConfig, AudioTokenizer
 from ..hub import CheckpointError, ConfigError
 from .base import Tokenizer, load_tokenizer
 from .config import TokenizerConfig, TokenizerOutput
+from .cosmos import CosmosImageConfig, CosmosImageTokenizer, CosmosVideoConfig, CosmosVideoTokenizer
 from .depth import DepthConfig, DepthOutput, DepthTokenizer
 from .image import ImageConfig, ImageTokenizer
 from .video import VideoConfig, VideoTokenizer
@@ -12,6 +13,10 @@ __all__ = [
     "AudioConfig",
     "AudioTokenizer",
     "CheckpointError",
+    "CosmosImageConfig",
+    "CosmosImageTokenizer",
+    "CosmosVideoConfig",
+    "CosmosVideoTokenizer",
     "ConfigError",
     "DepthConfig",
     "DepthOutput",
