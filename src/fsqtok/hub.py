@@ -49,6 +49,7 @@ MODEL_TYPES: dict[str, str | type] = {
     "depth_tokenizer": "fsqtok.tokenizers.depth:DepthTokenizer",
     "audio_tokenizer": "fsqtok.tokenizers.audio:AudioTokenizer",
     "video_tokenizer": "fsqtok.tokenizers.video:VideoTokenizer",
+    "nemo_audio_tokenizer": "fsqtok.tokenizers.nemo_audio:NemoAudioTokenizer",
     "maskgit": "fsqtok.generative.maskgit:MaskGIT",
     "uvim_stage1": "fsqtok.generative.uvim:UViMStage1",
     "uvim_lm": "fsqtok.generative.uvim_lm:UViMLM",

@@ -6,6 +6,7 @@ from .base import Tokenizer, load_tokenizer
 from .config import TokenizerConfig, TokenizerOutput
 from .depth import DepthConfig, DepthOutput, DepthTokenizer
 from .image import ImageConfig, ImageTokenizer
+from .nemo_audio import NemoAudioConfig, NemoAudioTokenizer
 from .video import VideoConfig, VideoTokenizer
 
 __all__ = [
@@ -18,6 +19,8 @@ __all__ = [
     "DepthTokenizer",
     "ImageConfig",
     "ImageTokenizer",
+    "NemoAudioConfig",
+    "NemoAudioTokenizer",
     "Tokenizer",
     "TokenizerConfig",
     "TokenizerOutput",
