@@ -57,6 +57,17 @@ def centred_conv(cin: int, cout: int, kernel: int, stride: int = 1, dilation: in
     return nn.Conv1d(cin, cout, kernel, stride, padding=padding, dilation=dilation, padding_mode=pad_mode)
 
 
+def _frames_for(pad: int, samples_per_frame: int, pad_mode: str) -> int:
+    """Fewest frames for which a conv padded by ``pad`` at ``samples_per_frame`` samples per frame runs:
+    reflect (and circular) padding needs an input longer than the padding."""
+    return pad // samples_per_frame + 1 if pad_mode in ("reflect", "circular") else 1
+
+
+def _multi_kernel_pad(kernels: Sequence[int], dilations: Sequence[int]) -> int:
+    """Largest padding inside a :class:`MultiKernelLayer`."""
+    return max(max((k * d - d) // 2, (k - 1) // 2) for k in kernels for d in dilations)
+
+
 class ResidualUnit(nn.Module):
     """``x + conv2(act2(conv1(act1(x))))``: ``conv1`` dilated, ``conv2`` not; widths ``channels -> filters -> channels``."""
 
@@ -122,8 +133,8 @@ class DecoderStage(nn.Module):
 class HiFiGANEncoder(nn.Module):
     """Waveform ``(B, 1, T)`` -> latents ``(B, latent_channels, T / hop)``, ``hop = prod(rates)``.
 
-    ``T`` must be a multiple of ``hop`` (the tokenizer pads). Widths: ``base_channels``, doubling
-    at every stage.
+    ``T`` must be a multiple of ``hop`` (the tokenizer pads) and, with reflect padding, at least
+    ``min_frames`` hops long. Widths: ``base_channels``, doubling at every stage.
     """
 
     def __init__(self, latent_channels: int, rates: Sequence[int] = (2, 2, 4, 8, 8), base_channels: int = 48,
@@ -140,13 +151,20 @@ class HiFiGANEncoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.out_act = activation(act, width)
         self.out_conv = centred_conv(width, latent_channels, out_kernel, pad_mode=pad_mode)
+        need, per_frame = [_frames_for((in_kernel - 1) // 2, self.hop_length, pad_mode)], self.hop_length
+        for rate in rates:
+            need += [_frames_for(_multi_kernel_pad(kernels, dilations), per_frame, pad_mode),
+                     _frames_for((rate + 1) // 2, per_frame, pad_mode)]
+            per_frame //= rate
+        self.min_frames = max(need + [_frames_for((out_kernel - 1) // 2, 1, pad_mode)])
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out_conv(self.out_act(self.stages(self.stem(x))))
 
 
 class HiFiGANDecoder(nn.Module):
-    """Latents ``(B, latent_channels, N)`` -> waveform ``(B, 1, N hop)`` in ``[-1, 1]`` (``tanh`` or clamp)."""
+    """Latents ``(B, latent_channels, N)`` -> waveform ``(B, 1, N hop)`` in ``[-1, 1]`` (``tanh`` or clamp);
+    with reflect padding ``N >= min_frames``."""
 
     def __init__(self, latent_channels: int, rates: Sequence[int] = (8, 8, 4, 2, 2), base_channels: int = 1024,
                  in_kernel: int = 7, out_kernel: int = 3, kernels: Sequence[int] = (3, 7, 11),
@@ -166,6 +184,11 @@ class HiFiGANDecoder(nn.Module):
         self.stages = nn.Sequential(*stages)
         self.out_act = activation(act, width)
         self.out_conv = centred_conv(width, 1, out_kernel, pad_mode=pad_mode)
+        need, per_frame = [_frames_for((in_kernel - 1) // 2, 1, pad_mode)], 1
+        for rate in rates:
+            per_frame *= rate
+            need.append(_frames_for(_multi_kernel_pad(kernels, dilations), per_frame, pad_mode))
+        self.min_frames = max(need + [_frames_for((out_kernel - 1) // 2, per_frame, pad_mode)])
 
     def forward(self, z: Tensor) -> Tensor:
         y = self.out_conv(self.out_act(self.stages(self.stem(z))))

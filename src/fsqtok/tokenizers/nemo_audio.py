@@ -109,6 +109,23 @@ class NemoAudioTokenizer(AudioTokenizer):
             c.decoder_grouped_up)
         return encoder, decoder
 
+    # -- reflect padding needs inputs longer than the padding
+    def _prepare(self, x: Tensor, sample_rate: int | None = None) -> tuple[Tensor, dict[str, Any]]:
+        x_net, ctx = super()._prepare(x, sample_rate)
+        self._check_frames(x_net.shape[-1] // self.hop_length, self.encoder.min_frames, "input", ctx["input_shape"][-1])
+        return x_net, ctx
+
+    def _check_tokens(self, indices: Tensor, num_stages: int | None) -> Tensor:
+        indices = super()._check_tokens(indices, num_stages)
+        self._check_frames(indices.shape[-1], self.decoder.min_frames, "indices", None)
+        return indices
+
+    def _check_frames(self, frames: int, needed: int, what: str, samples: int | None) -> None:
+        if frames < needed:
+            got = f"{samples} samples ({frames} frames)" if samples is not None else f"{frames} frames"
+            self._fail(f"{what} of {got} is too short: with {self.config.pad_mode} padding this codec needs at least "
+                       f"{needed} frames ({(needed - 1) * self.hop_length + 1} samples at {self.config.sample_rate} Hz)")
+
     # -- rates and token layout: one index per group and frame
     @property
     def hop_length(self) -> int:
