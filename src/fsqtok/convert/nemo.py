@@ -76,15 +76,21 @@ def convert_nemo(path: Path) -> Converted:
         except CheckpointError as e:
             raise CheckpointError(str(e).replace(str(weights_file), f"{nemo}:{WEIGHTS_MEMBER}")) from None
     where = f"{nemo}:{WEIGHTS_MEMBER}"
-    state = _state_dict(state, where)
+    model, skipped = tokenizer_from_state(config, _state_dict(state, where), where)
+    return Converted(model=model, source=str(path), license_name=LICENSE[0], license_text=LICENSE[1],
+                     source_files={nemo.name: sha256_file(nemo)}, skipped=skipped)
+
+
+def tokenizer_from_state(config: NemoAudioConfig, state: dict[str, Tensor], where: str
+                         ) -> tuple[NemoAudioTokenizer, dict[str, str]]:
+    """A :class:`NemoAudioTokenizer` (eval mode) holding a NeMo ``AudioCodecModel`` state dict, and the
+    ``{skipped tensor: reason}`` list. ``where`` names the weights in errors."""
     networks = {k: v for k, v in state.items() if k.startswith(("audio_encoder.", "audio_decoder."))}
     tensors = {**{k: v for k, v in state.items() if k not in networks}, **fold_weight_norm(networks, where)}
     _check_fsq_buffers(tensors, config, where)
     model = NemoAudioTokenizer(config)
     skipped = load_strict(model, tensors, rename, where, SKIP)
-    model.eval()
-    return Converted(model=model, source=str(path), license_name=LICENSE[0], license_text=LICENSE[1],
-                     source_files={nemo.name: sha256_file(nemo)}, skipped=skipped)
+    return model.eval(), skipped
 
 
 def rename(name: str) -> str:
