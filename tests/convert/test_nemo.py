@@ -181,3 +181,29 @@ def test_cli_converts_a_repo_id_from_an_offline_hub_cache(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert type(fsqtok.load_tokenizer(out)) is NemoAudioTokenizer
     assert "from `nvidia-test/tiny-codec`" in (out / "README.md").read_text()
+
+
+def test_fsqtok_tokenize_runs_on_a_converted_codec(tmp_path, capsys):
+    """Audio files -> token shards with the converted LFSC fixture: the shards hold `encode`'s (groups, frames)."""
+    from fsqtok.data.samples import sample_audio
+    from fsqtok.media import write_audio
+    from fsqtok.shards import ShardDataset
+    from fsqtok.shards.cli import main as tokenize
+
+    assert main(["convert", "nemo", str(FIXTURES / "lfsc_small.nemo"), "-o", str(tmp_path / "tok")]) == 0
+    tok = fsqtok.load_tokenizer(tmp_path / "tok")
+    wav = sample_audio(3, 0.5, 22050, seed=5)
+    (tmp_path / "a").mkdir()
+    for i in range(3):
+        write_audio(tmp_path / "a" / f"{i}.wav", wav[i], 22050)
+    code = tokenize(["-t", str(tmp_path / "tok"), "--data", str(tmp_path / "a"), "-o", str(tmp_path / "out"),
+                     "--shard-size", "2", "--batch-size", "2", "--num-workers", "0", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    ds = ShardDataset(tmp_path / "out")
+    torch.set_flush_denormal(True)  # as the pipeline does on CPU
+    try:
+        expected = tok.encode(wav)
+    finally:
+        torch.set_flush_denormal(False)
+    assert expected.shape == (3, 8, 11)
+    assert torch.equal(torch.stack([ds[i]["tokens"] for i in range(3)]), expected)
