@@ -160,6 +160,7 @@ def test_cli_writes_a_loadable_folder_from_a_local_file(tmp_path, capsys):
     assert torch.equal(tok.encode(ref["audio"]), ref["tokens"])
     card = (out / "README.md").read_text()
     assert "lfsc_small.nemo" in card and "NVIDIA Open Model License" in card
+    assert "A port of an NVIDIA NeMo FSQ audio codec (HiFi-GAN encoder and decoder, 8 x FSQ [8, 7, 6, 6])" in card
     assert "`discriminator." in card and json.loads((out / "config.json").read_text())["fsq_variant"] == "printed"
 
 

@@ -159,6 +159,16 @@ class NemoAudioTokenizer(AudioTokenizer):
     def _tokens_for_grid(self, batch: tuple[int, ...], grid: Sequence[int]) -> tuple[int, ...]:
         return (*batch, self.config.num_groups, *grid)
 
+    def model_card_body(self, repo_id: str) -> str:
+        """The tokenizer card, opening with what this is: a port of a NeMo codec, bit-compatible tokens."""
+        c = self.config
+        intro = (f"A port of an NVIDIA NeMo FSQ audio codec (HiFi-GAN encoder and decoder, {c.num_groups} x "
+                 f"FSQ {list(c.levels)}) to fsqtok: tokens `(B, {c.num_groups}, frames)` as NeMo's "
+                 "`AudioCodecModel.encode` returns them.\n\n")
+        body = super().model_card_body(repo_id)
+        title, rest = body.split("\n\n", 1)
+        return f"{title}\n\n{intro}{rest}"
+
     def encode_chunked(self, x: Tensor, chunk_tokens: int = 50, sample_rate: int | None = None) -> Tensor:
         """Not available: NeMo's codecs use centred convs, so chunks would change the tokens."""
         self._fail("encode_chunked needs a causal model; NeMo codecs are not causal (use encode)")
