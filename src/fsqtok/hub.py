@@ -53,6 +53,7 @@ MODEL_TYPES: dict[str, str | type] = {
     "video_tokenizer": "fsqtok.tokenizers.video:VideoTokenizer",
     "cosmos_image_tokenizer": "fsqtok.tokenizers.cosmos:CosmosImageTokenizer",
     "cosmos_video_tokenizer": "fsqtok.tokenizers.cosmos:CosmosVideoTokenizer",
+    "nemo_audio_tokenizer": "fsqtok.tokenizers.nemo_audio:NemoAudioTokenizer",
     "maskgit": "fsqtok.generative.maskgit:MaskGIT",
     "uvim_stage1": "fsqtok.generative.uvim:UViMStage1",
     "uvim_lm": "fsqtok.generative.uvim_lm:UViMLM",

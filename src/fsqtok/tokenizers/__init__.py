@@ -7,6 +7,7 @@ from .config import TokenizerConfig, TokenizerOutput
 from .cosmos import CosmosImageConfig, CosmosImageTokenizer, CosmosVideoConfig, CosmosVideoTokenizer
 from .depth import DepthConfig, DepthOutput, DepthTokenizer
 from .image import ImageConfig, ImageTokenizer
+from .nemo_audio import NemoAudioConfig, NemoAudioTokenizer
 from .video import VideoConfig, VideoTokenizer
 
 __all__ = [
@@ -23,6 +24,8 @@ __all__ = [
     "DepthTokenizer",
     "ImageConfig",
     "ImageTokenizer",
+    "NemoAudioConfig",
+    "NemoAudioTokenizer",
     "Tokenizer",
     "TokenizerConfig",
     "TokenizerOutput",
