@@ -157,3 +157,16 @@ def test_decoder_flush_returns_the_buffered_tokens(tok, speech):
     assert dec.push(idx[..., :0]).shape == (2, 1, 0)
     assert dec.push(idx).shape == (2, 1, 4 * 320)
     assert dec.flush().shape == (2, 1, 2 * 320)
+
+
+def test_whole_passes_run_in_fixed_blocks(tok, speech):
+    """The mechanism behind the bit-exactness: encode and decode call the networks on blocks of one
+    shape only, as a stream does (the plain whole pass rounds differently on long inputs)."""
+    shapes = []
+    hooks = [m.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape))) for m in (tok.encoder, tok.decoder)]
+    try:
+        tok.decode(tok.encode(speech))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert set(shapes) == {(2, 1, 4 * 320), (2, 4, 4)} and len(shapes) == 2 * 13
