@@ -138,6 +138,7 @@ def test_stream_states_take_turns_on_one_module():
             got_b.append(sb(cb))
         assert torch.equal(torch.cat(got_a, dim=-1), want[0]) and torch.equal(torch.cat(got_b, dim=-1), want[1])
         assert net[0]._cache is None and not net[1]._streaming  # the module holds no stream's state
+        torch.testing.assert_close(want[0], net(a), rtol=0, atol=1e-6)  # and each stream is the one pass
 
 
 def test_streaming_rejects_non_causal_transposed_convs():

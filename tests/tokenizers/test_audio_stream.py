@@ -170,3 +170,14 @@ def test_whole_passes_run_in_fixed_blocks(tok, speech):
         for h in hooks:
             h.remove()
     assert set(shapes) == {(2, 1, 4 * 320), (2, 4, 4)} and len(shapes) == 2 * 13
+
+
+def test_blocks_compute_the_plain_pass(tok, speech):
+    """The blocks change rounding only: the plain one-call networks give the same function."""
+    idx = tok.encode(speech)
+    x = torch.nn.functional.pad(speech, (0, -speech.shape[-1] % 320))
+    plain = tok._quantize(tok.encoder(x))
+    assert (plain == idx).float().mean() > 0.995
+    with torch.no_grad():
+        y = tok.decoder(tok.quantizer.decode_indices(idx))
+    torch.testing.assert_close(tok.decode(idx), y, rtol=0, atol=1e-5)
