@@ -1,8 +1,11 @@
 """Streaming audio is bit-exact: any cutting of real speech gives encode's tokens and decode's samples."""
 
+import json
+
 import pytest
 import torch
 
+from fsqtok import load_tokenizer
 from fsqtok.data.samples import sample_audio
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer
 
@@ -181,3 +184,14 @@ def test_blocks_compute_the_plain_pass(tok, speech):
     with torch.no_grad():
         y = tok.decoder(tok.quantizer.decode_indices(idx))
     torch.testing.assert_close(tok.decode(idx), y, rtol=0, atol=1e-5)
+
+
+def test_folders_saved_before_blocks_load_unchanged(tok, speech, tmp_path):
+    """A config.json without block_tokens (saved before it existed) loads with the default, same weights."""
+    tok.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config.pop("block_tokens") == 4
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = load_tokenizer(tmp_path)
+    assert loaded.config == tok.config and loaded.weights_hash() == tok.weights_hash()
+    assert torch.equal(stream(loaded.stream_encoder(), speech, cuts(speech.shape[-1], 4, 3000)), tok.encode(speech))
