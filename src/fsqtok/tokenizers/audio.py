@@ -68,8 +68,8 @@ class AudioTokenizer(Tokenizer):
         tok = AudioTokenizer()                          # 16 kHz, 50 tokens/s, 4 stages
         idx = tok.encode(wav, sample_rate=44100)         # resampled to 16 kHz first
         low = tok.decode(idx, num_stages=2)              # half the bitrate
-        enc = tok.stream_encoder()                       # the same tokens, chunk by chunk
-        idx = torch.cat([enc.push(c) for c in wav.split(160, dim=-1)] + [enc.flush()], dim=-1)
+        enc = tok.stream_encoder()                       # wav16 at 16 kHz, 10 ms at a time: encode(wav16)'s tokens
+        idx = torch.cat([enc.push(c) for c in wav16.split(160, dim=-1)] + [enc.flush()], dim=-1)
     """
 
     modality: ClassVar[str] = "audio"
@@ -250,14 +250,12 @@ class AudioTokenizer(Tokenizer):
     def _encode_prepared(self, x_net: Tensor, ctx: dict[str, Any]) -> Tensor:
         if not self.config.causal:
             return super()._encode_prepared(x_net, ctx)
-        enc = AudioStreamEncoder(self)
-        return self._unfold_tokens(torch.cat([enc._push_net(x_net), enc._flush_net()], dim=-1), ctx)
+        return self._unfold_tokens(AudioStreamEncoder(self)._whole([x_net]), ctx)
 
     def _decode_net(self, indices: Tensor) -> Tensor:
         if not self.config.causal:
             return super()._decode_net(indices)
-        dec = AudioStreamDecoder(self)
-        return torch.cat([dec._push_net(indices), dec._flush_net()], dim=-1)
+        return AudioStreamDecoder(self)._whole([indices])
 
     def stream_encoder(self) -> AudioStreamEncoder:
         """A stream of samples ``(B, C, n)`` at ``config.sample_rate`` in, tokens out; bit-exact with :meth:`encode`.
@@ -287,6 +285,5 @@ class AudioTokenizer(Tokenizer):
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             self._fail(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
         x_net, ctx = self._prepare(x, sample_rate)
-        enc = AudioStreamEncoder(self)
-        parts = [enc._push_net(chunk) for chunk in x_net.split(chunk_tokens * self.hop_length, dim=-1)]
-        return self._unfold_tokens(torch.cat([*parts, enc._flush_net()], dim=-1), ctx)
+        chunks = x_net.split(chunk_tokens * self.hop_length, dim=-1)
+        return self._unfold_tokens(AudioStreamEncoder(self)._whole(chunks), ctx)

@@ -20,6 +20,7 @@ stays outside the stream.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from fractions import Fraction
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,10 @@ class _Stream:
         left = self._buffer.shape[-1]
         keep = math.ceil(left * self._out_per_step)  # exact: a Fraction
         return self._step(F.pad(self._buffer, (0, self._block - left)))[..., :keep]
+
+    def _whole(self, chunks: Iterable[Tensor]) -> Tensor:
+        """Every chunk pushed, then the flush, concatenated: the tokenizer's whole passes."""
+        return torch.cat([*(self._push_net(chunk) for chunk in chunks), self._flush_net()], dim=-1)
 
     def _step(self, block: Tensor) -> Tensor:
         raise NotImplementedError
