@@ -10,6 +10,7 @@ from fsqtok.encoders.blocks import (
     PaddedConv1d,
     PaddedConvTranspose1d,
     ResBlock2d,
+    StreamState,
     Upsample2d,
     context_1d,
     group_norm,
@@ -109,3 +110,37 @@ def test_group_norm_never_has_single_channel_groups(channels, groups):
     norm = group_norm(channels)
     assert norm.num_groups == groups
     assert torch.isfinite(norm(torch.randn(1, channels, 1, 1))).all()  # a 1x1 map of batch 1 still works
+
+
+def test_streaming_transposed_conv_equals_one_pass():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(PaddedConvTranspose1d(3, 4, 8, stride=4), PaddedConvTranspose1d(4, 2, 5, stride=2))
+    z = torch.randn(2, 3, 12)
+    with torch.no_grad():
+        whole = net(z)
+        with streaming(net):
+            parts = [net(c) for c in z.split([1, 4, 0, 7], dim=-1)]
+    assert whole.shape == (2, 2, 12 * 8)
+    torch.testing.assert_close(torch.cat(parts, dim=-1), whole, rtol=0, atol=1e-6)
+
+
+def test_stream_states_take_turns_on_one_module():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(PaddedConv1d(1, 4, 7, dilation=3), PaddedConvTranspose1d(4, 1, 4, stride=2))
+    a, b = torch.randn(2, 1, 1, 30)
+    with torch.no_grad():
+        alone = [StreamState(net), StreamState(net)]
+        want = [torch.cat([s(c) for c in x.split(10, dim=-1)], dim=-1) for s, x in zip(alone, (a, b))]
+        sa, sb = StreamState(net), StreamState(net)
+        got_a, got_b = [], []
+        for ca, cb in zip(a.split(10, dim=-1), b.split(10, dim=-1)):
+            got_a.append(sa(ca))
+            got_b.append(sb(cb))
+        assert torch.equal(torch.cat(got_a, dim=-1), want[0]) and torch.equal(torch.cat(got_b, dim=-1), want[1])
+        assert net[0]._cache is None and not net[1]._streaming  # the module holds no stream's state
+        torch.testing.assert_close(want[0], net(a), rtol=0, atol=1e-6)  # and each stream is the one pass
+
+
+def test_streaming_rejects_non_causal_transposed_convs():
+    with pytest.raises(ValueError, match="causal"):
+        StreamState(PaddedConvTranspose1d(1, 1, 4, stride=2, causal=False))

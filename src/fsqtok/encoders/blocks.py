@@ -1,10 +1,11 @@
 """Building blocks shared by the modality networks.
 
 2D blocks follow the VQGAN/MaskGIT encoder-decoder (GroupNorm, SiLU, 3x3 convs, single-head
-mid attention). The padded 1D and causal 3D convolutions know how far they look back and
-ahead, and can run in streaming mode (:func:`streaming`): fed consecutive chunks, each keeps
-the tail of its input that its next output still needs, so a causal network encodes a long
-input chunk by chunk with bounded memory and the same outputs as one whole pass.
+mid attention). The padded 1D, transposed 1D and causal 3D convolutions know how far they look
+back and ahead, and can run in streaming mode (:func:`streaming`, :class:`StreamState`): fed
+consecutive chunks, each keeps the tail of its input that its next output still needs, so a
+causal network runs a long input chunk by chunk with bounded memory and the outputs of one
+whole pass (bit for bit when every chunk has the same length; see :mod:`fsqtok.tokenizers.audio_stream`).
 """
 
 from __future__ import annotations
@@ -111,6 +112,7 @@ class PaddedConv1d(nn.Conv1d):
         total = (kernel_size - 1) * dilation + 1 - stride
         if total < 0:
             raise ValueError(f"PaddedConv1d: kernel_size={kernel_size} is smaller than stride={stride}")
+        self.causal = causal
         self.lookahead = 0 if causal else total // 2
         self.lookback = total - self.lookahead
         self._streaming = False
@@ -132,7 +134,9 @@ class PaddedConvTranspose1d(nn.ConvTranspose1d):
     """A transposed 1D conv that maps ``T`` steps to exactly ``T * stride``.
 
     The ``kernel_size - stride`` extra output steps are trimmed on the right when causal (so
-    an output never depends on a later input), split evenly otherwise.
+    an output never depends on a later input), split evenly otherwise. In streaming mode it
+    keeps the last ``(kernel_size - 1) // stride`` input steps, whose kernels overlap the next
+    chunk's outputs, and recomputes their share instead of carrying partial sums.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int, causal: bool = True) -> None:
@@ -140,12 +144,22 @@ class PaddedConvTranspose1d(nn.ConvTranspose1d):
         total = kernel_size - stride
         if total < 0:
             raise ValueError(f"PaddedConvTranspose1d: kernel_size={kernel_size} is smaller than stride={stride}")
+        self.causal = causal
         self.trim_left = 0 if causal else total // 2
         self.trim_right = total - self.trim_left
+        self.lookback = (kernel_size - 1) // stride  # input steps an output's stride block depends on, before its own
+        self._streaming = False
+        self._cache: Tensor | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        y = super().forward(x)
-        return y[..., self.trim_left : y.shape[-1] - self.trim_right]
+        if not self._streaming:
+            y = super().forward(x)
+            return y[..., self.trim_left : y.shape[-1] - self.trim_right]
+        n, back = x.shape[-1], self.lookback
+        x = F.pad(x, (back, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
+        self._cache = x[..., x.shape[-1] - back :].clone()
+        start = back * self.stride[0]
+        return super().forward(x)[..., start : start + n * self.stride[0]]
 
 
 def context_1d(module: nn.Module) -> tuple[int, int, int]:
@@ -241,6 +255,17 @@ def time_context_3d(module: nn.Module) -> tuple[int, int]:
     return lookback, stride
 
 
+StreamingConv = (PaddedConv1d, PaddedConvTranspose1d, CausalConv3d)
+
+
+def _streaming_convs(module: nn.Module) -> list[nn.Module]:
+    """``module``'s convs that carry state in streaming mode; refuses non-causal ones."""
+    convs = [m for m in module.modules() if isinstance(m, StreamingConv)]
+    if not all(getattr(m, "causal", True) for m in convs):
+        raise ValueError("streaming needs causal convolutions (causal=True)")
+    return convs
+
+
 @contextlib.contextmanager
 def streaming(module: nn.Module) -> Iterator[None]:
     """Run ``module``'s causal convs in streaming mode while inside the block.
@@ -249,9 +274,7 @@ def streaming(module: nn.Module) -> Iterator[None]:
     over the whole input. Chunks should be multiples of the module's total stride (the first
     video chunk ``1 + k * tau`` frames). Needs causal convs (no lookahead).
     """
-    convs = [m for m in module.modules() if isinstance(m, (PaddedConv1d, CausalConv3d))]
-    if any(getattr(m, "lookahead", 0) for m in convs):
-        raise ValueError("streaming needs causal convolutions (causal=True)")
+    convs = _streaming_convs(module)
     for m in convs:
         m._streaming, m._cache = True, None
     try:
@@ -259,3 +282,27 @@ def streaming(module: nn.Module) -> Iterator[None]:
     finally:
         for m in convs:
             m._streaming, m._cache = False, None
+
+
+class StreamState:
+    """One stream through ``module``: calling it runs the next chunk with this stream's carried context.
+
+    Unlike :func:`streaming`, the context lives here, not in the module, so several streams can
+    take turns on one module (not from several threads at once).
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self._convs = _streaming_convs(module)
+        self._caches: list[Tensor | None] = [None] * len(self._convs)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """The module's output for the chunk ``x`` that follows the chunks already run."""
+        for m, cache in zip(self._convs, self._caches):
+            m._streaming, m._cache = True, cache
+        try:
+            return self.module(x)
+        finally:
+            self._caches = [m._cache for m in self._convs]
+            for m in self._convs:
+                m._streaming, m._cache = False, None

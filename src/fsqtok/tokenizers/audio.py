@@ -4,8 +4,10 @@ Waveforms are ``(B, C, T)`` at ``config.sample_rate`` (other rates are resampled
 ``torchaudio.functional.resample`` when ``sample_rate=`` is given). ``channels="mono"`` mixes
 down to one channel; ``"independent"`` tokenizes every channel on its own and adds a channel
 axis to the tokens. With residual FSQ the bitrate is chosen at decode time
-(``decode(indices, num_stages=k)``), and a causal model encodes long audio in chunks
-(:meth:`AudioTokenizer.encode_chunked`) with exactly the tokens of one whole pass.
+(``decode(indices, num_stages=k)``). A causal model encodes and decodes in fixed blocks of
+``config.block_tokens`` tokens with carried state, so it streams (:meth:`AudioTokenizer.stream_encoder`,
+:meth:`AudioTokenizer.stream_decoder`, :mod:`fsqtok.tokenizers.audio_stream`) with exactly the
+tokens and samples of one whole pass, however the stream is cut.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
-from ..encoders.blocks import streaming
+from .audio_stream import AudioStreamDecoder, AudioStreamEncoder
 from .base import Tokenizer
 from .config import TokenizerConfig, TokenizerOutput
 
@@ -38,6 +40,9 @@ class AudioConfig(TokenizerConfig):
     strides: tuple[int, ...] = (2, 4, 5, 8)  # product = samples per token (320 -> 50 tokens/s at 16 kHz)
     dilations: tuple[int, ...] = (1, 3, 9)  # of the residual units in each block
     causal: bool = True  # left padding only: streaming and chunked encoding
+    # causal models encode and decode in blocks of this many tokens with carried state, whole or streamed,
+    # so both give the same bits; the stream's latency (block_tokens * hop samples) against whole-pass speed
+    block_tokens: int = 4
 
     def __post_init__(self) -> None:
         residual = self.quantizer == "rfsq"
@@ -52,6 +57,7 @@ class AudioConfig(TokenizerConfig):
         self._check_ints("strides", minimum=1)
         self._check_ints("dilations", minimum=1)
         self._check_bool("causal")
+        self._check_int("block_tokens", minimum=1)
 
 
 class AudioTokenizer(Tokenizer):
@@ -62,6 +68,8 @@ class AudioTokenizer(Tokenizer):
         tok = AudioTokenizer()                          # 16 kHz, 50 tokens/s, 4 stages
         idx = tok.encode(wav, sample_rate=44100)         # resampled to 16 kHz first
         low = tok.decode(idx, num_stages=2)              # half the bitrate
+        enc = tok.stream_encoder()                       # wav16 at 16 kHz, 10 ms at a time: encode(wav16)'s tokens
+        idx = torch.cat([enc.push(c) for c in wav16.split(160, dim=-1)] + [enc.flush()], dim=-1)
     """
 
     modality: ClassVar[str] = "audio"
@@ -177,10 +185,24 @@ class AudioTokenizer(Tokenizer):
             x = AF.resample(x.float(), sr, self.config.sample_rate)
         b, c, t = x.shape
         ctx = {"input_shape": (b, c, t), "batch": b, "channels": c}
-        x = x.to(self._dtype)
-        x = x.reshape(b * c, 1, t) if self._independent else x.mean(dim=1, keepdim=True)
+        x = self._mix(x)
         pad = -t % self.hop_length
         return (F.pad(x, (0, pad)) if pad else x), ctx
+
+    def _mix(self, x: Tensor) -> Tensor:
+        """``(B, C, T)`` -> network input ``(B', 1, T)``: channels folded into ``B'`` or averaged.
+
+        The average adds channels left to right (the same additions for any length ``T``, which a
+        reduction kernel does not promise), so streamed chunks mix down bit-exactly.
+        """
+        b, c, t = x.shape
+        x = x.to(self._dtype)
+        if self._independent:
+            return x.reshape(b * c, 1, t)
+        total = x[:, :1]
+        for i in range(1, c):
+            total = total + x[:, i : i + 1]
+        return total / c if c > 1 else total
 
     def _restore(self, y: Tensor, ctx: dict[str, Any]) -> Tensor:
         shape = ctx.get("input_shape")
@@ -227,20 +249,44 @@ class AudioTokenizer(Tokenizer):
         """Encode, quantize and decode; the reconstruction is at ``config.sample_rate``."""
         return self._forward_prepared(*self._prepare(x, sample_rate))
 
+    # -- blocks and streams (causal models)
+    def _encode_prepared(self, x_net: Tensor, ctx: dict[str, Any]) -> Tensor:
+        if not self.config.causal:
+            return super()._encode_prepared(x_net, ctx)
+        return self._unfold_tokens(AudioStreamEncoder(self)._whole([x_net]), ctx)
+
+    def _decode_net(self, indices: Tensor) -> Tensor:
+        if not self.config.causal:
+            return super()._decode_net(indices)
+        return AudioStreamDecoder(self)._whole([indices])
+
+    def stream_encoder(self) -> AudioStreamEncoder:
+        """A stream of samples ``(B, C, n)`` at ``config.sample_rate`` in, tokens out; bit-exact with :meth:`encode`.
+
+        ``push`` returns the tokens completed so far (the first after ``block_tokens * hop_length``
+        samples), ``flush`` the rest. Needs a causal model.
+        """
+        return AudioStreamEncoder(self)
+
+    def stream_decoder(self, num_stages: int | None = None) -> AudioStreamDecoder:
+        """A stream of tokens in, samples out; bit-exact with :meth:`decode` (``num_stages``: see there).
+
+        ``None`` decodes every stage of the first push (later pushes must carry as many); ``k``
+        decodes the first ``k`` stages of each push. Needs a causal model.
+        """
+        return AudioStreamDecoder(self, num_stages)
+
     @torch.no_grad()
     def encode_chunked(self, x: Tensor, chunk_tokens: int = 50, sample_rate: int | None = None) -> Tensor:
-        """Encode long audio ``chunk_tokens`` tokens at a time; the result equals :meth:`encode`.
+        """:meth:`encode`, fed to a stream ``chunk_tokens`` tokens at a time; the result equals it bit for bit.
 
-        The causal convs run in streaming mode, each keeping the few past samples it still
-        needs, so activation memory is bounded by the chunk length, not the input length.
+        :meth:`encode` itself runs in blocks with bounded activation memory; this remains for the
+        callers that feed a file in pieces.
         """
         if not self.config.causal:
             self._fail("encode_chunked needs a causal model (config.causal=True)")
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             self._fail(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
         x_net, ctx = self._prepare(x, sample_rate)
-        parts = []
-        with streaming(self.encoder), self._all_stages():
-            for chunk in x_net.split(chunk_tokens * self.hop_length, dim=-1):
-                parts.append(self.quantizer(self.encoder(chunk)).indices)
-        return self._unfold_tokens(torch.cat(parts, dim=-1), ctx)
+        chunks = x_net.split(chunk_tokens * self.hop_length, dim=-1)
+        return self._unfold_tokens(AudioStreamEncoder(self)._whole(chunks), ctx)

@@ -271,8 +271,11 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             ctx["input_shape"] = tuple(int(s) for s in input_shape)
         flat, fold_ctx = self._fold_tokens(indices)
         ctx.update(fold_ctx)
-        z_q = self.quantizer.decode_indices(flat).to(self._dtype)
-        return self._restore(self.decoder(z_q), ctx)
+        return self._restore(self._decode_net(flat), ctx)
+
+    def _decode_net(self, indices: Tensor) -> Tensor:
+        """Bottleneck indices ``(B', [S,] *grid)`` -> network output (audio: in fixed blocks)."""
+        return self.decoder(self.quantizer.decode_indices(indices).to(self._dtype))
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Encode, quantize (with quantize dropout when training) and decode; for training and evaluation."""
