@@ -62,7 +62,8 @@ def test_a_foreign_folder_is_refused_before_loading(tmp_path, capsys):
     assert code == 2 and "no such folder" in err  # the tokenizer argument first
     (tmp_path / "tok").mkdir()
     code, _, err = run(["export", "-t", str(tmp_path / "tok"), "-o", str(out)], capsys)
-    assert code == 2 and err == f"error: -o {out}: is not empty and holds no fsqtok_onnx.json; export into a new or empty folder\n"
+    assert code == 2
+    assert err == f"error: -o {out}: is not empty and holds no fsqtok_onnx.json; export into a new or empty folder\n"
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 

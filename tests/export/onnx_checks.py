@@ -44,7 +44,8 @@ def media(name: str) -> list[torch.Tensor]:
         return [_depth(2, 48, (41, 37), 1), _depth(1, 64, (63, 53), 2)]
     if kind == "audio":
         return [_speech(2, 2, 8000 + 13, 1), _speech(1, 1, 4803, 2)]  # hop 8
-    return [sample_videos(1, frames=6, size=32, seed=1)[..., :27, :30], sample_videos(2, frames=4, size=24, seed=2)[..., :23, :]]
+    return [sample_videos(1, frames=6, size=32, seed=1)[..., :27, :30],
+            sample_videos(2, frames=4, size=24, seed=2)[..., :23, :]]
 
 
 # a mismatch is excused only where some pre-round value is this close (in grid steps) to a .5 boundary

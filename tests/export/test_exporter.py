@@ -23,7 +23,8 @@ def test_every_input_and_output_axis_but_channels_and_stages_is_dynamic(exported
     meta = json.loads((out / "fsqtok_onnx.json").read_text())
     for graph in ("encoder", "decoder"):
         model = onnx.load(str(out / meta[graph]["file"]), load_external_data=False)
-        for value, entry in ((model.graph.input[0], meta[graph]["input"]), (model.graph.output[0], meta[graph]["output"])):
+        pairs = ((model.graph.input[0], meta[graph]["input"]), (model.graph.output[0], meta[graph]["output"]))
+        for value, entry in pairs:
             dims = [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
             assert dims == entry["shape"]
             fixed = [d for d in dims if isinstance(d, int)]

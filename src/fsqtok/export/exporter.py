@@ -69,7 +69,8 @@ def check_output_dir(out_dir: str | Path) -> Path:
 
 def _check_stages(tok: Tokenizer, num_stages: int | None) -> int:
     if tok.config.quantizer == "vq":
-        raise ExportError(f"{type(tok).__name__}: ONNX export covers FSQ and residual FSQ tokenizers, not the VQ baseline")
+        raise ExportError(f"{type(tok).__name__}: ONNX export covers FSQ and residual FSQ tokenizers, "
+                          "not the VQ baseline")
     if num_stages is None:
         return tok.num_stages
     if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 1 <= num_stages <= tok.num_stages:
@@ -95,16 +96,17 @@ def export_copy(tokenizer: Tokenizer, num_stages: int) -> Tokenizer:
 
 def _example_input(tok: Tokenizer) -> Tensor:
     """A small seeded input whose sizes are not multiples of the compression (so padding is traced
-    with nonzero widths) and whose batch and channel axes are > 1 (so tracing does not specialize them)."""
+    with nonzero widths), differ from each other, and are > 1 (so tracing neither unifies nor
+    specializes them)."""
     g = torch.Generator().manual_seed(0)
     c = tok.config
     if tok.modality == "audio":
-        return torch.rand(2, 2, 3 * tok.hop_length + 7, generator=g) - 0.5
+        return torch.rand(2, 3, 3 * tok.hop_length + 7, generator=g) - 0.5
     if tok.modality == "video":
         f, tau = tok.downsample_factor, tok.temporal_factor
-        return torch.rand(2, c.in_channels, 2 + tau, f + 3, f + 5, generator=g) * 2 - 1
+        return torch.rand(2, c.in_channels, 2 + tau, f + 3, f + 1, generator=g) * 2 - 1
     f = tok.downsample_factor
-    x = torch.rand(2, tok.net_channels, 2 * f + 3, f + 5, generator=g)
+    x = torch.rand(2, tok.net_channels, 2 * f + 3, f + 1, generator=g)
     if tok.modality == "image":
         return x * 2 - 1
     depth = c.min_depth * (c.max_depth / c.min_depth) ** x  # log-uniform metres

@@ -29,7 +29,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     """The ``fsqtok_onnx.json`` of an export folder; one-line errors name the file."""
     file = Path(path) / METADATA_NAME
     if not file.is_file():
-        raise FileNotFoundError(f"{path}: no {METADATA_NAME}; not an fsqtok ONNX export (make one with `fsqtok export`)")
+        raise FileNotFoundError(f"{path}: no {METADATA_NAME}; not an fsqtok ONNX export "
+                                "(make one with `fsqtok export`)")
     try:
         meta = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
