@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from ..tokenizers import Tokenizer
-from .graphs import DecodeGraph, EncodeGraph
+from .graphs import DecodeGraph, EncodeGraph, for_graph
 
 FORMAT = "fsqtok-onnx"
 FORMAT_VERSION = 1
@@ -244,9 +244,10 @@ def export_onnx(tokenizer: Tokenizer, out_dir: str | Path, *, num_stages: int | 
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=out, prefix=".export-") as tmp_name:
         tmp = Path(tmp_name)
-        _export_graph(EncodeGraph(tok), example, tmp / ENCODER_FILE, ("media", "indices"),
+        traced = for_graph(tok)
+        _export_graph(EncodeGraph(traced), example, tmp / ENCODER_FILE, ("media", "indices"),
                       (_media_axes(tok, False), tokens), opset)
-        _export_graph(DecodeGraph(tok), tok.encode(example), tmp / DECODER_FILE, ("indices", "media"),
+        _export_graph(DecodeGraph(traced), tok.encode(example), tmp / DECODER_FILE, ("indices", "media"),
                       (tokens, _media_axes(tok, True)), opset)
         meta = _metadata(tokenizer, tok, k, opset, source, tmp)
         _write_json(tmp / METADATA_NAME, meta)
