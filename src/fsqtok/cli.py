@@ -4,6 +4,7 @@
     fsqtok decode      --tokenizer T TOKENS.safetensors -o OUTPUT
     fsqtok reconstruct --tokenizer T INPUT -o OUTPUT
     fsqtok info        T
+    fsqtok export      --tokenizer T --format onnx -o OUT/                (encoder.onnx, decoder.onnx, JSON)
     fsqtok tokenize    --tokenizer T --data SOURCE --output OUT ...   (dataset -> index shards)
     fsqtok shards verify OUT
     fsqtok convert     cosmos|nemo SRC -o OUT ...                      (released checkpoint -> model folder)
@@ -17,7 +18,7 @@ Token files are safetensors: one int64 tensor per input, named ``tokens.<i>``, w
 which decides the tokens), modality and, per item, the source file, input shape, and sample rate
 or fps). ``decode`` refuses tokens from a tokenizer with other weights.
 
-Length: about 340 lines, over the ~300 guideline: one parser and the four media subcommands, which
+Length: about 370 lines, over the ~300 guideline: one parser and the five model subcommands, which
 share the token-file format; argument types live in :mod:`fsqtok.cli_support`.
 """
 
@@ -68,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", parents=[common], help="print a tokenizer's modality, size, compression, codebook and rate")
     p.add_argument("tokenizer", metavar="T", type=model_source, help="saved tokenizer folder or Hub repo id")
     p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = sub.add_parser("export", parents=[common], help="a tokenizer -> ONNX graphs (encoder.onnx, decoder.onnx)")
+    p.add_argument("--tokenizer", "-t", required=True, type=model_source, help="saved tokenizer folder or Hub repo id")
+    p.add_argument("--format", choices=("onnx",), default="onnx", help="graph format (default: onnx)")
+    p.add_argument("-o", "--output", required=True, help="folder to write: new, empty, or an earlier export")
+    p.add_argument("--num-stages", type=positive_int, default=None,
+                   help="residual FSQ: the stages the graphs carry (default: all; fewer still decode)")
 
     sub.add_parser("tokenize", help="tokenize a dataset into index shards (see `fsqtok tokenize --help`)",
                    add_help=False)
@@ -300,7 +308,29 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "reconstruct": cmd_reconstruct, "info": cmd_info}
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export on the CPU (the graphs are device-free); the output folder and the extra are checked first."""
+    from .export import ExportError, check_output_dir, export_onnx, missing_onnx_packages
+
+    missing = missing_onnx_packages()
+    if missing:
+        raise UsageError(f"--format onnx needs {', '.join(missing)}: pip install 'fsqtok[onnx]'")
+    try:
+        check_output_dir(args.output)
+    except ExportError as e:
+        raise UsageError(f"-o {e}") from None
+    tok = _load(args.tokenizer, "cpu")
+    _check_num_stages(tok, args.num_stages)
+    meta = export_onnx(tok, args.output, num_stages=args.num_stages, source=args.tokenizer)
+    shapes = [", ".join(map(str, meta["encoder"][k]["shape"])) for k in ("input", "output")]
+    check = meta["check"]
+    print(f"{args.output}: encoder.onnx ({shapes[0]}) -> int64 ({shapes[1]}), decoder.onnx, {tok.modality}; "
+          f"onnxruntime agrees with PyTorch on {check['index_agreement']:.2%} of {check['indices']} indices")
+    return 0
+
+
+COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "reconstruct": cmd_reconstruct, "info": cmd_info,
+            "export": cmd_export}
 
 
 def _delegate(argv: list[str]) -> int | None:

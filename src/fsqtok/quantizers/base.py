@@ -47,6 +47,12 @@ class QuantizerOutput:
         self._source = source
 
     @property
+    def unchecked_indices(self) -> Tensor:
+        """The indices without the finiteness check (``finite`` says whether they mean anything): for
+        graphs that cannot raise, such as an ONNX export, which masks them with ``finite`` instead."""
+        return self._indices
+
+    @property
     def indices(self) -> Tensor:
         if self.finite is not None:
             if not bool(self.finite):
@@ -93,6 +99,8 @@ def all_finite(x: Tensor) -> Tensor:
     propagates NaN), no temporaries of ``x``'s size and no host sync."""
     if x.numel() == 0:
         return torch.ones((), dtype=torch.bool, device=x.device)
+    if torch.compiler.is_exporting():  # ONNX has no conversion of aminmax over all axes
+        return torch.isfinite(x).all()
     lo, hi = torch.aminmax(x)
     return torch.isfinite(lo) & torch.isfinite(hi)
 

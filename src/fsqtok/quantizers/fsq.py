@@ -181,8 +181,10 @@ class FSQ(nn.Module):
 
     # ------------------------------------------------------------------ constants
     def _make_host_consts(self) -> _Consts:
-        """The constants on the CPU, computed in float64 and stored as float32."""
-        L = torch.tensor(self.levels, dtype=torch.float64)
+        """The constants on the CPU (also when the module is built under a ``torch.device("meta")``
+        context, as :class:`fsqtok.export.OnnxTokenizer` builds its weightless shape model), computed
+        in float64 and stored as float32."""
+        L = torch.tensor(self.levels, dtype=torch.float64, device="cpu")
         if self.symmetric:
             half_l = (L - 1) / 2
             offset = torch.zeros_like(L)
@@ -193,7 +195,8 @@ class FSQ(nn.Module):
             offset = (L % 2 == 0).double() * 0.5
             half_width = torch.floor(L / 2)
         shift = torch.tan(offset / half_l) if self.variant == "printed" else torch.atanh(offset / half_l)
-        basis = torch.tensor([math.prod(self.levels[:i]) for i in range(self.dim)], dtype=torch.int64)
+        basis = torch.tensor([math.prod(self.levels[:i]) for i in range(self.dim)], dtype=torch.int64,
+                             device="cpu")
         # q is round(bound) on the paper's grid and the digit itself on the symmetric one
         round_bias = half_width if self.symmetric else torch.zeros_like(L)
         q0_digit = torch.zeros_like(L) if self.symmetric else half_width  # digit of q = 0
@@ -209,7 +212,7 @@ class FSQ(nn.Module):
             half_width=half_width.float(),
             q_min=(-q0_digit).float(),
             q_max=(L - 1 - q0_digit).float(),
-            levels=torch.tensor(self.levels, dtype=torch.int64),
+            levels=torch.tensor(self.levels, dtype=torch.int64, device="cpu"),
             basis=basis,
             index_offset=int((q0_digit.long() * basis).sum()),
         )
@@ -330,7 +333,9 @@ class FSQ(nn.Module):
         if indices.is_floating_point() or indices.is_complex():
             raise TypeError(f"FSQ: indices must be an integer tensor, got {indices.dtype}")
         indices = indices.long()
-        if indices.numel() and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
+        # an exported graph cannot raise: fsqtok.export checks the range before it runs the graph
+        checked = indices.numel() and not torch.compiler.is_exporting()
+        if checked and (int(indices.min()) < 0 or int(indices.max()) >= self.codebook_size):
             raise ValueError(
                 f"FSQ: indices must lie in [0, {self.codebook_size}), got min {int(indices.min())}, "
                 f"max {int(indices.max())}"

@@ -9,7 +9,7 @@ Hub folders hold ``model.safetensors`` and a ``config.json`` with the config's f
 ``model_type`` (``"<modality>_tokenizer"``), ``modality`` and ``fsqtok_version``; folders written
 before model types existed (``modality`` only) still load. Loading is strict (see :mod:`fsqtok.hub`).
 
-Length: about 340 lines, over the ~300 guideline, because it is one class (the template, its input
+Length: about 370 lines, over the ~300 guideline, because it is one class (the template, its input
 checks and its Hub hooks), which reads best whole.
 """
 
@@ -31,6 +31,8 @@ from ..quantizers import FSQ, QuantizerOutput, ResidualFSQ, VectorQuantizer
 from ..quantizers.stats import bits_per_token
 from .config import TokenizerConfig, TokenizerOutput
 
+# Pixel values beyond this magnitude are taken for un-normalized input (e.g. uint8 0..255).
+_MAX_ABS_PIXEL = 2.0
 
 
 # --------------------------------------------------------------------------- tokenizer
@@ -176,6 +178,18 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             if n_nan or n_inf:
                 self._fail(f"input contains {n_nan} NaN and {n_inf} inf value(s)")
 
+    def _check_pixels(self, x: Tensor, channels: int) -> None:
+        """:meth:`_check_tensor`, then values must look like [-1, 1] pixels (not uint8 0..255)."""
+        self._check_tensor(x, channels)
+        lo, hi = float(x.min()), float(x.max())
+        if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
+            self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise the one-line error :meth:`encode` gives for input it refuses; convert nothing.
+        Image and video also check the pixel range, depth allows NaN/inf (invalid pixels)."""
+        self._check_tensor(x, None)
+
     def _check_tokens(self, indices: Tensor, num_stages: int | None) -> Tensor:
         """Validate user indices and select a stage prefix; returns int64 indices."""
         if not isinstance(indices, Tensor):
@@ -204,6 +218,23 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
         elif num_stages not in (None, 1):
             self._fail(f"num_stages={num_stages} needs a residual quantizer (config.quantizer='rfsq')")
         return indices
+
+    def _check_input_shape(self, indices: Tensor, input_shape: Sequence[int] | None) -> tuple[int, ...] | None:
+        """``input_shape`` as ints, after checking that ``indices`` (any stage prefix) come from it."""
+        if input_shape is None:
+            return None
+        expected = self.tokens_shape(input_shape)
+        got = tuple(indices.shape)
+        if self.config.quantizer == "rfsq":  # a stage prefix is fine
+            axis = 1 + self._extra_token_axes
+            expected = expected[:axis] + expected[axis + 1 :]
+            got = got[:axis] + got[axis + 1 :]
+        if got != expected:
+            self._fail(
+                f"indices of shape {tuple(indices.shape)} do not come from an input of shape "
+                f"{tuple(input_shape)}{self._input_shape_hint()}"
+            )
+        return tuple(int(s) for s in input_shape)
 
     def _tokens_layout(self) -> str:
         grid = {1: "N", 2: "h, w", 3: "t, h, w"}[self.grid_ndim]
@@ -255,20 +286,7 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             num_stages: residual quantizer only: decode from the first ``num_stages`` stages.
         """
         indices = self._check_tokens(indices, num_stages)
-        ctx: dict[str, Any] = {"input_shape": None}
-        if input_shape is not None:
-            expected = self.tokens_shape(input_shape)
-            got = tuple(indices.shape)
-            if self.config.quantizer == "rfsq":  # a stage prefix is fine
-                axis = 1 + self._extra_token_axes
-                expected = expected[:axis] + expected[axis + 1 :]
-                got = got[:axis] + got[axis + 1 :]
-            if got != expected:
-                self._fail(
-                    f"indices of shape {tuple(indices.shape)} do not come from an input of shape "
-                    f"{tuple(input_shape)}{self._input_shape_hint()}"
-                )
-            ctx["input_shape"] = tuple(int(s) for s in input_shape)
+        ctx: dict[str, Any] = {"input_shape": self._check_input_shape(indices, input_shape)}
         flat, fold_ctx = self._fold_tokens(indices)
         ctx.update(fold_ctx)
         return self._restore(self._decode_net(flat), ctx)

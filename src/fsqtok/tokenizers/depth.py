@@ -107,8 +107,11 @@ class DepthTokenizer(Conv2dTokenizer):
         c = self.config
         return f"{super()._compression()}; {c.depth_transform} depth over [{c.min_depth:g}, {c.max_depth:g}] m"
 
-    def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+    def check_input(self, x: Tensor) -> None:
         self._check_tensor(x, 1, allow_nonfinite=True)
+
+    def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
+        self.check_input(x)
         normalized, valid = self.normalize_depth(x)
         ctx = {"input_shape": tuple(x.shape), "valid": valid, "target": normalized}
         return self._pad(normalized.to(self._dtype)), ctx

@@ -18,9 +18,6 @@ from ..encoders.image import ImageDecoder, ImageEncoder
 from .base import Tokenizer
 from .config import TokenizerConfig
 
-# Pixel values beyond this magnitude are taken for un-normalized input (e.g. uint8 0..255).
-_MAX_ABS_PIXEL = 2.0
-
 
 @dataclass(frozen=True)
 class Conv2dConfig(TokenizerConfig):
@@ -136,11 +133,11 @@ class ImageTokenizer(Conv2dTokenizer):
     def layout(self) -> str:  # type: ignore[override]
         return f"(B, {self.net_channels}, H, W) in [-1, 1]"
 
+    def check_input(self, x: Tensor) -> None:
+        self._check_pixels(x, self.net_channels)
+
     def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        self._check_tensor(x, self.net_channels)
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
-            self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
+        self.check_input(x)
         return self._pad(x.to(self._dtype)), {"input_shape": tuple(x.shape)}
 
     def _restore(self, y: Tensor, ctx: dict[str, Any]) -> Tensor:

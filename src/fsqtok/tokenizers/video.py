@@ -23,8 +23,6 @@ from ..encoders.video import VideoDecoder, VideoEncoder
 from .base import Tokenizer
 from .config import TokenizerConfig, chunk_sizes
 
-_MAX_ABS_PIXEL = 2.0  # see image.py
-
 
 @dataclass(frozen=True)
 class VideoConfig(TokenizerConfig):
@@ -140,11 +138,8 @@ class VideoTokenizer(Tokenizer):
         return self._tokens_for_grid((b,), (self.latent_frames(t), math.ceil(h / f), math.ceil(w / f)))
 
     # -- template hooks
-    def _check_video(self, x: Tensor) -> None:
-        self._check_tensor(x, self.config.in_channels)
-        lo, hi = float(x.min()), float(x.max())
-        if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
-            self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
+    def check_input(self, x: Tensor) -> None:
+        self._check_pixels(x, self.config.in_channels)
 
     def _pad(self, x: Tensor, extra_frames: int) -> Tensor:
         """Repeat the last frame ``extra_frames`` times and edge pixels up to multiples of ``f``."""
@@ -155,7 +150,7 @@ class VideoTokenizer(Tokenizer):
         return x
 
     def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-        self._check_video(x)
+        self.check_input(x)
         t = x.shape[2]
         extra = 1 + (self.latent_frames(t) - 1) * self.temporal_factor - t
         return self._pad(x.to(self._dtype), extra), {"input_shape": tuple(x.shape)}
@@ -176,7 +171,7 @@ class VideoTokenizer(Tokenizer):
         valid = isinstance(chunk_frames, int) and not isinstance(chunk_frames, bool)
         if not valid or chunk_frames < tau or chunk_frames % tau:
             self._fail(f"chunk_frames must be a positive multiple of tau={tau}, got {chunk_frames!r}")
-        self._check_video(x)
+        self.check_input(x)
         t = x.shape[2]
         padded = 1 + (self.latent_frames(t) - 1) * tau
         parts, start = [], 0
