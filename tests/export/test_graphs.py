@@ -12,12 +12,18 @@ from onnx_checks import CASES, media
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_encode_graph_is_encode_and_decode_graph_is_decode(name):
+    """Exact, except audio decoding: ``AudioTokenizer.decode`` runs fixed blocks with carried state (the
+    streaming contract) where the graph runs the decoder in one call, so the two agree to float rounding."""
     tok = CASES[name][0]().eval()
     for x in [*media(name), _example_input(tok)]:
         indices = tok.encode(x)
         with torch.no_grad():
             assert torch.equal(EncodeGraph(tok)(x), indices)
-            assert torch.equal(DecodeGraph(tok)(indices), tok.decode(indices))
+            y, expected = DecodeGraph(tok)(indices), tok.decode(indices)
+            if name.startswith("audio"):
+                torch.testing.assert_close(y, expected, atol=1e-5, rtol=0)
+            else:
+                assert torch.equal(y, expected)
 
 
 def test_non_finite_latents_give_the_invalid_index():
