@@ -98,6 +98,11 @@ def test_refusals_come_before_any_work(tmp_path):
             export_onnx(audio, tmp_path / "audio", num_stages=bad)
     with pytest.raises(TypeError, match="expected an fsqtok tokenizer"):
         export_onnx(torch.nn.Linear(2, 2), tmp_path / "linear")
+    from fsqtok.tokenizers.nemo_audio import NemoAudioConfig, NemoAudioTokenizer
+
+    nemo = NemoAudioTokenizer(NemoAudioConfig(encoder_channels=4, decoder_channels=32))
+    with pytest.raises(ExportError, match="NemoAudioTokenizer: .* its GroupedFSQ bottleneck is not exported yet"):
+        export_onnx(nemo, tmp_path / "nemo")
     assert not any(tmp_path.iterdir())
 
 

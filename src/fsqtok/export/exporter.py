@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..quantizers import FSQ, ResidualFSQ
 from ..tokenizers import Tokenizer
 from .graphs import DecodeGraph, EncodeGraph, for_graph
 
@@ -71,6 +72,9 @@ def _check_stages(tok: Tokenizer, num_stages: int | None) -> int:
     if tok.config.quantizer == "vq":
         raise ExportError(f"{type(tok).__name__}: ONNX export covers FSQ and residual FSQ tokenizers, "
                           "not the VQ baseline")
+    if not isinstance(tok.quantizer, (FSQ, ResidualFSQ)):
+        raise ExportError(f"{type(tok).__name__}: ONNX export covers FSQ and residual FSQ tokenizers; its "
+                          f"{type(tok.quantizer).__name__} bottleneck is not exported yet")
     if num_stages is None:
         return tok.num_stages
     if isinstance(num_stages, bool) or not isinstance(num_stages, int) or not 1 <= num_stages <= tok.num_stages:
