@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, write_section  # noqa: E402
 
-from fsqtok.data.samples import sample_images  # noqa: E402
+from fsqtok.datasets.samples import sample_images  # noqa: E402
 from fsqtok.media import read_image, write_image  # noqa: E402
 from fsqtok.shards import ShardDataset, ShardStream  # noqa: E402
 from fsqtok.data import FolderSource, Preprocess, SourceDataset  # noqa: E402
@@ -223,7 +223,7 @@ def main() -> None:
     verdict = "\n".join(verdicts)
     body = f"""## Index shards (`fsqtok tokenize`, `fsqtok.shards`)
 
-{cmd} on {machine_line()}. {a.n} real {a.size}x{a.size} PNGs (`fsqtok.data.samples`), batch
+{cmd} on {machine_line()}. {a.n} real {a.size}x{a.size} PNGs (`fsqtok.datasets.samples`), batch
 {a.batch_size}, shards of {a.shard_size}, CPU, uint16 tokens. Two `ImageTokenizer`s: **tiny**, the
 default config (f=8 with 16 base channels, 64 tokens per image), and **mid**, f=8 with 32 base
 channels and 2 residual blocks per level (64 tokens per image), whose encoder costs about what a

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from fsqtok.cli_support import exit_process
 from fsqtok.data import DataError, EpochSampler
 from fsqtok.generative import MaskGIT, MaskGITConfig
-from fsqtok.generative.sampling import class_name, decode_images, labelled_grid, load_matching_tokenizer
+from fsqtok.generative.maskgit.sampling import class_name, decode_images, labelled_grid, load_matching_tokenizer
 from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
@@ -137,7 +137,7 @@ def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
     """A random-init tiny image tokenizer, ``n`` built-in 16x16 images in ``classes`` class folders, tokenized."""
     from accelerate import PartialState
 
-    from fsqtok.data.samples import sample_images
+    from fsqtok.datasets.samples import sample_images
     from fsqtok.media.image import write_image
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer

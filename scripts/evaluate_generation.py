@@ -7,7 +7,7 @@
 Image sets are a folder of images (recursively; a first-level sub-folder named ``<int>`` or
 ``<int>_<name>`` gives the class of its images), the output folder of ``scripts/sample_maskgit.py``
 (labels from its ``samples.json``), or ``fashion-mnist:SPLIT[:START:STOP]``, read from
-the raw files (see :mod:`fsqtok.data.fashion_mnist`). Each set is cut to its first ``--num``
+the raw files (see :mod:`fsqtok.datasets.fashion_mnist`). Each set is cut to its first ``--num``
 images (a folder's files in sorted order).
 
 Two feature extractors:
@@ -68,7 +68,7 @@ class InputError(RuntimeError):
 def read_set(spec: str, num: int | None) -> tuple[Tensor, Tensor | None]:
     """A set spec -> images ``(N, 3, 28, 28)`` in [-1, 1] and labels int64 ``(N,)`` (``None`` when unlabelled)."""
     if spec.startswith("fashion-mnist:"):
-        from fsqtok.data.fashion_mnist import load_fashion_mnist, to_tensor
+        from fsqtok.datasets.fashion_mnist import load_fashion_mnist, to_tensor
 
         parts = spec.split(":")[1:]
         if len(parts) not in (1, 3) or (len(parts) == 3 and not all(p.isdigit() for p in parts[1:])):

@@ -28,7 +28,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from fsqtok.data import DataError
-from fsqtok.data.fashion_mnist import CLASSES, load_fashion_mnist, to_tensor
+from fsqtok.datasets.fashion_mnist import CLASSES, load_fashion_mnist, to_tensor
 
 WEIGHTS, META = "classifier.safetensors", "classifier.json"
 

@@ -49,9 +49,9 @@ MODEL_TYPES: dict[str, str | type] = {
     "depth_tokenizer": "fsqtok.tokenizers.depth:DepthTokenizer",
     "audio_tokenizer": "fsqtok.tokenizers.audio:AudioTokenizer",
     "video_tokenizer": "fsqtok.tokenizers.video:VideoTokenizer",
-    "maskgit": "fsqtok.generative.maskgit:MaskGIT",
-    "uvim_stage1": "fsqtok.generative.uvim:UViMStage1",
-    "uvim_lm": "fsqtok.generative.uvim_lm:UViMLM",
+    "maskgit": "fsqtok.generative.maskgit.model:MaskGIT",
+    "uvim_stage1": "fsqtok.generative.uvim.stage1:UViMStage1",
+    "uvim_lm": "fsqtok.generative.uvim.lm:UViMLM",
 }
 LEGACY_MODALITIES = ("image", "depth", "audio", "video")  # folders with "modality" and no "model_type"
 

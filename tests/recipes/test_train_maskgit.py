@@ -100,7 +100,7 @@ def test_resume_mid_epoch_is_exact(run, tmp_path):
 
 
 def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path, capsys):
-    from fsqtok.data.samples import sample_images
+    from fsqtok.datasets.samples import sample_images
     from fsqtok.media.image import write_image
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer

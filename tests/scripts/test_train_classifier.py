@@ -13,7 +13,7 @@ from script_utils import load_path, load_script
 ROOT = Path(__file__).resolve().parents[2]
 
 
-write_idx = load_path("fsqtok_test_fashion_mnist", ROOT / "tests" / "data" / "test_fashion_mnist.py").write_idx
+write_idx = load_path("fsqtok_test_fashion_mnist", ROOT / "tests" / "datasets" / "test_fashion_mnist.py").write_idx
 train_classifier = load_script("train_classifier")
 
 

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fsqtok.generative.uvim import UViMConfig, UViMStage1
-from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1
+from fsqtok.generative.uvim.lm import UViMLM, UViMLMConfig
 from script_utils import load_script
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@
   :class:`PairedDataset`.
 * :mod:`~fsqtok.data.token_shards`: :class:`ShardDataset`, :class:`ShardStream` (the index shards
   that ``fsqtok tokenize`` writes; :mod:`fsqtok.shards` writes and verifies them).
-* :mod:`~fsqtok.data.datasets`: the training recipe's datasets (:func:`build_dataset`, :func:`collate`,
-  :class:`EpochSampler`, :class:`DecodeFailures`); :mod:`~fsqtok.data.samples`: built-in sample media.
+* :mod:`~fsqtok.data.batching`: the training recipe's datasets (:func:`build_dataset`, :func:`collate`,
+  :class:`EpochSampler`, :class:`DecodeFailures`); :mod:`~fsqtok.datasets.samples`: built-in sample media.
 """
 
-from .datasets import DecodeFailures, EpochSampler, build_dataset, collate, training_preprocess
+from .batching import DecodeFailures, EpochSampler, build_dataset, collate, training_preprocess
 from .folder import FolderSource, read_label_sidecar
 from .hf import DATA_FORMATS, HFSource, StreamSource, detect_format
 from .loading import SourceDataset
