@@ -25,10 +25,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, time_call, write_section  # noqa: E402
+from common import machine_line, time_call, write_section
 
-from fsqtok.quantizers import FSQ, ResidualFSQ, VectorQuantizer  # noqa: E402
+from fsqtok.quantizers import FSQ, ResidualFSQ, VectorQuantizer
 
 try:
     from vector_quantize_pytorch import FSQ as PeerFSQ
@@ -104,9 +103,8 @@ def codebook_scaling(n_vectors: int) -> list[tuple[int, float, float]]:
 
 
 ALLOC_PROBE = """
-import sys, torch
-sys.path.insert(0, {bench!r})
-from common import time_call
+import torch
+from common import time_call  # run with cwd=benchmarks/: python -c puts the working folder first on the path
 from fsqtok.quantizers import FSQ
 torch.set_num_threads({threads})
 z = torch.randn({shape}) * 2
@@ -121,11 +119,11 @@ def allocator_effect(shape: tuple[int, ...], threads: int) -> tuple[float, float
     import os
     import subprocess
 
-    code = ALLOC_PROBE.format(bench=str(Path(__file__).resolve().parent), threads=threads, shape=(shape[0], 4, *shape[1:]))
+    code = ALLOC_PROBE.format(threads=threads, shape=(shape[0], 4, *shape[1:]))
     ratios = []
     for extra in ({}, REUSE_ALLOCATOR):
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **extra}, capture_output=True,
-                             text=True, check=True)
+                             text=True, check=True, cwd=Path(__file__).resolve().parent)
         ratios.append(float(out.stdout.strip().splitlines()[-1]))
     return ratios[0], ratios[1]
 

@@ -25,17 +25,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, write_section  # noqa: E402
+from common import machine_line, write_section
 
-from fsqtok.datasets.samples import sample_images  # noqa: E402
-from fsqtok.media import read_image, write_image  # noqa: E402
-from fsqtok.shards import ShardDataset, ShardStream  # noqa: E402
-from fsqtok.data import FolderSource, Preprocess, SourceDataset  # noqa: E402
-from fsqtok.shards import tokenize  # noqa: E402
-from fsqtok.shards.cli import build_parser, job_from_args  # noqa: E402
-from fsqtok.shards.writer import write_shard  # noqa: E402
-from fsqtok.tokenizers import ImageConfig, ImageTokenizer  # noqa: E402
+from fsqtok.datasets.samples import sample_images
+from fsqtok.media import read_image, write_image
+from fsqtok.shards import ShardDataset, ShardStream
+from fsqtok.data import FolderSource, Preprocess, SourceDataset
+from fsqtok.shards import tokenize
+from fsqtok.shards.cli import build_parser, job_from_args
+from fsqtok.shards.writer import write_shard
+from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "tokenize_dataset.py"

@@ -47,11 +47,11 @@ import torch
 import yaml
 
 from benchmarks.common import Lane
+from fsqtok.metrics.classifier import classifier_features, load_classifier
+from fsqtok.metrics.frechet import feature_frechet_distance
+from fsqtok.metrics.generation import features, token_usage
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "scripts")]
-import evaluate_generation as evg  # noqa: E402
-from train_classifier import load_classifier  # noqa: E402
 
 MAIN = {"fsq": [8, 5, 5, 5], "vq": [8, 8, 4, 4]}  # VQ: prod = 1024 codes of dimension len = 4, as FSQ's latent
 STUDY_LEVELS = {8: [8, 6, 5], 10: [8, 5, 5, 5], 12: [7, 5, 5, 5, 5], 14: [8, 8, 8, 6, 5], 16: [8, 8, 8, 5, 5, 5]}
@@ -159,8 +159,8 @@ class Bench(Lane):
             return False
         images, _ = load_fashion_mnist("test")
         x = to_tensor(images[: self.args.num_recon])
-        clf = evg.classifier_features(load_classifier(self.root / "classifier")[0])
-        f_real = evg.features(clf, x)
+        clf = classifier_features(load_classifier(self.root / "classifier")[0])
+        f_real = features(clf, x)
         ci = lambda v: 1.96 * float(v.std()) / math.sqrt(len(v))  # noqa: E731
         for name in todo:
             q, lv, steps = self.sets[name]
@@ -174,8 +174,8 @@ class Bench(Lane):
             done[name] = {"quantizer": q, "levels": lv, "codebook_size": tok.codebook_size, "train_steps": steps,
                           "dead_code_threshold": getattr(tok.config, "vq_dead_code_threshold", 0.0),
                           "images": len(x), "psnr": float(p.mean()), "psnr_ci95": ci(p), "ssim": float(s.mean()),
-                          "ssim_ci95": ci(s), "fcd_reconstruction": evg.frechet_distance(f_real, evg.features(clf, y)),
-                          **evg.token_usage(idx, tok.codebook_size), "eval_seconds": round(time.perf_counter() - t0, 1)}
+                          "ssim_ci95": ci(s), "fcd_reconstruction": feature_frechet_distance(f_real, features(clf, y)),
+                          **token_usage(idx, tok.codebook_size), "eval_seconds": round(time.perf_counter() - t0, 1)}
             self.save()
         return True
 

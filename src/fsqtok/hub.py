@@ -193,7 +193,7 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
     # -- hooks
     def hub_config(self) -> dict[str, Any]:
         """The content of config.json: ``model_type``, ``fsqtok_version`` and every config field."""
-        from . import __version__
+        from .version import __version__  # read at call time: a test may change it
 
         return {"model_type": self.model_type, "fsqtok_version": __version__, **self.config.to_dict()}
 

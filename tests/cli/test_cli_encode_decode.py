@@ -97,7 +97,7 @@ def test_tokens_are_tied_to_the_weights_not_the_config_or_version(image_tok, tmp
     assert code == 1 and _one_line(err) and "decode with the tokenizer that encoded them" in err
     moved = tmp_path / "moved"  # the same weights elsewhere, read by a newer fsqtok
     shutil.copytree(image_tok, moved)
-    monkeypatch.setattr(fsqtok, "__version__", "0.1.1")
+    monkeypatch.setattr(fsqtok.version, "__version__", "0.1.1")
     code, _, err = run(["decode", "-t", moved, tokens, "-o", tmp_path / "r.png"], capsys)
     assert code == 0, err
 
