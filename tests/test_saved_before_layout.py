@@ -15,7 +15,7 @@ from fsqtok.shards import ShardDataset
 from fsqtok.shards.cli import main as tokenize_main
 from fsqtok.shards.verify import verify
 from fsqtok.tokenizers import load_tokenizer
-from fsqtok.cli import read_tokens_file
+from fsqtok.tokenizers.token_file import read_tokens_file
 
 FIXTURES = Path(__file__).parent / "fixtures" / "saved_before_layout"
 EXPECTED = load_file(str(FIXTURES / "expected.safetensors"))

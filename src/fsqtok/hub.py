@@ -38,6 +38,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .files import atomic_write_bytes
+
 REPO_URL = "https://github.com/fsqtok/fsqtok"
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
@@ -243,9 +245,9 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` (the mixin adds the model card)."""
         save_directory = Path(save_directory)
-        _atomic_write(save_directory / WEIGHTS_NAME, self._weights_bytes())
+        atomic_write_bytes(save_directory / WEIGHTS_NAME, self._weights_bytes())
         text = json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n"
-        _atomic_write(save_directory / CONFIG_NAME, text.encode("utf-8"))
+        atomic_write_bytes(save_directory / CONFIG_NAME, text.encode("utf-8"))
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """Front matter (library fsqtok, tags) + :meth:`model_card_body`."""
@@ -305,15 +307,6 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
                     parts.append(f"{label}: {shown}")
             raise CheckpointError(f"{source}: weights do not match {type(self).__name__}(config) ({'; '.join(parts)})")
         self.load_state_dict(state, strict=not tied)  # type: ignore[attr-defined]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_pretrained(path_or_repo_id: str | Path, **kwargs: Any) -> HubMixin:

@@ -4,7 +4,6 @@ import hashlib
 import json
 import shutil
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 import fsqtok
-from fsqtok import hub, media
+from fsqtok import files, hub, media
 from fsqtok.cli import main, output_names
 from fsqtok.tokenizers import AudioTokenizer, ImageConfig, ImageTokenizer
 
@@ -239,10 +238,10 @@ def test_encode_to_a_folder_named_like_a_file_leaves_nothing(image_tok, tmp_path
 def test_a_failed_rename_leaves_no_temporary_file(image_tok, tmp_path, capsys, monkeypatch):
     photo = _image(tmp_path / "photo.png")
 
-    def full_disk(self, target):
+    def full_disk(source, target):
         raise OSError(f"{target}: no space left on device")
 
-    monkeypatch.setattr(Path, "replace", full_disk)
+    monkeypatch.setattr(files.os, "replace", full_disk)
     code, _, err = run(["encode", "-t", image_tok, photo, "-o", tmp_path / "t.safetensors"], capsys)
     assert code == 1 and "no space left" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]

@@ -22,14 +22,14 @@ and later datasets with the same arguments (other runs of a benchmark) load it i
 from __future__ import annotations
 
 import hashlib
-import os
 from functools import lru_cache
 from pathlib import Path
 
 import torch
 from torch import Tensor
 
-from . import panoptic, rgbd, samples
+from . import panoptic, rgbd, samples, textures
+from ..files import atomic_path
 from ..data.paired import Field, PairedDataset, PairedFolderSource
 from .panoptic import synthetic_panoptic
 from ..data.preprocess import DataError
@@ -44,9 +44,9 @@ FOLDER_FIELDS = {"depth": (Field("image", "image"), Field("depth", "depth")), "c
 
 @lru_cache(maxsize=None)
 def generator_fingerprint() -> str:
-    """12 hex digits of the sha256 of the pair generators' source (this module, rgbd, panoptic, samples)."""
+    """12 hex digits of the sha256 of the pair generators' source (this module, rgbd, panoptic, samples, textures)."""
     h = hashlib.sha256()
-    for module in (rgbd, panoptic, samples):
+    for module in (rgbd, panoptic, samples, textures):
         h.update(Path(module.__file__).read_bytes())
     h.update(Path(__file__).read_bytes())
     return h.hexdigest()[:12]
@@ -88,11 +88,9 @@ class UViMPairs(torch.utils.data.Dataset):
             self._cache.update({i: {"image": image[i], "target": target[i]} for i in range(self.length)})
             return
         items = [self[i] for i in range(self.length)]
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save({"image": torch.stack([it["image"] for it in items]),
-                    "target": torch.stack([it["target"] for it in items])}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, unique=True) as tmp:  # concurrent runs may render the same cache file
+            torch.save({"image": torch.stack([it["image"] for it in items]),
+                        "target": torch.stack([it["target"] for it in items])}, tmp)
 
     def __len__(self) -> int:
         return self.length

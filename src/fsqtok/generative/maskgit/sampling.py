@@ -1,11 +1,11 @@
-"""From a generative model's tokens to images and shards: the tokenizer check, decoding, grids, shard output.
+"""From MaskGIT's tokens to images: the tokenizer check, decoding, labelled grids (sampled tokens go to
+shards through :func:`fsqtok.shards.pipeline.write_token_shards`).
 
 Used by ``scripts/sample_maskgit.py`` and by the MaskGIT recipe's TensorBoard sample grids.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -92,33 +92,3 @@ def labelled_grid(images: Tensor, labels: Sequence[int], names: Sequence[str], p
     for r, c in enumerate(sorted(rows)):
         draw.text((4, pad + r * (h + pad) + max(0, h // 2 - 6)), names[c], fill=(0, 0, 0))
     return torch.from_numpy(np.array(pil)).permute(2, 0, 1).float() / 255.0
-
-
-def write_token_shards(out: str | Path, tokens: Tensor, labels: Sequence[str], tokenizer: dict[str, Any],
-                       source: dict[str, Any], shard_size: int = 1000) -> dict[str, Any]:
-    """Write sampled tokens as an fsqtok shards output (``manifest.json``, ``data/train-*.parquet``).
-
-    Args:
-        out: a new or empty folder. tokens: int64 ``(B, h, w)``. labels: a label string per row.
-        tokenizer: the tokenizer identity (:func:`fsqtok.shards.manifest.tokenizer_identity`).
-        source: what made the tokens (model path and sampling settings), recorded in run.json.
-    Returns:
-        the manifest.
-    """
-    from ...shards.manifest import build_manifest, prepare_output, run_record, write_manifest
-    from ...shards.writer import token_dtype, write_shard
-
-    out = Path(out)
-    dtype = token_dtype(tokenizer["codebook_size"])
-    record = run_record(tokenizer, source, {"shard_size": shard_size})
-    prepare_output(out, record, overwrite=False)
-    array = tokens.cpu().numpy()
-    width = len(str(max(0, len(array) - 1)))
-    rows = [{"key": f"sample-{i:0{width}d}", "tokens": array[i].astype(dtype), "label": labels[i]}
-            for i in range(len(array))]
-    num_shards = max(1, -(-len(rows) // shard_size))
-    for s in range(num_shards):
-        write_shard(out, s, rows[s * shard_size:(s + 1) * shard_size], [], dtype, tokenizer["modality"])
-    manifest = build_manifest(out, record, num_shards, len(rows), dtype.name)
-    write_manifest(out, manifest)
-    return manifest
