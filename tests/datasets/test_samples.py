@@ -2,7 +2,7 @@
 
 import torch
 
-from fsqtok.datasets import samples
+from fsqtok.datasets import rgbd, samples
 
 
 def test_images():
@@ -18,19 +18,20 @@ def test_image_split_is_by_source_photo(monkeypatch):
     # each photo replaced by one flat grey that names it: a crop's value tells which photo it came from
     names = samples.TRAIN_PHOTOS + samples.VAL_PHOTOS
     code = {n: round(-0.9 + 0.15 * i, 2) for i, n in enumerate(names)}
-    monkeypatch.setattr(samples, "_photo", lambda n: torch.full((3, 40, 60), code[n]))
+    monkeypatch.setattr(samples, "photo", lambda n: torch.full((3, 40, 60), code[n]))
     for split, allowed in (("val", samples.VAL_PHOTOS), ("train", samples.TRAIN_PHOTOS)):
         x = samples.sample_images(64, size=8, split=split, seed=0)
         used = {round(float(v), 2) for v in x.flatten(1).mean(1)}
         assert used == {code[n] for n in allowed}  # every photo of the split, and no other
 
 
-def test_rgbd_exact_depth():
+def test_rgbd_comes_from_the_one_ray_caster():
     rgb, depth = samples.sample_rgbd(3, size=32, seed=0)
     assert rgb.shape == (3, 3, 32, 32) and depth.shape == (3, 1, 32, 32)
-    assert torch.isfinite(depth).all() and depth.min() > 0.5 and depth.max() < 10
-    # the top rows see the back wall, at one constant depth per scene
-    assert torch.allclose(depth[:, 0, 0], depth[:, 0, 0, :1].expand(-1, 32))
+    assert torch.isfinite(depth).all() and depth.min() > 0 and depth.max() < 9.0 * rgbd.SCALE_RANGE[1]  # back wall
+    ref_rgb, ref_depth = rgbd.synthetic_rgbd(3, 32, "train", seed=0)
+    assert torch.equal(rgb, ref_rgb) and torch.equal(depth, ref_depth)
+    assert not torch.equal(samples.sample_rgbd(3, size=32, split="val", seed=0)[1], depth)
     assert torch.equal(samples.sample_depth(3, size=32, seed=0), depth)
 
 

@@ -22,7 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .rgbd import SPLITS, _texture, _textures
+from .rgbd import SPLITS
+from .textures import split_textures, texture
 
 FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 CLASSES = ("background", "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
@@ -55,8 +56,8 @@ def fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
 def compose(size: int, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """One scene: rgb ``(3, s, s)`` in [0, 1] and int64 labels ``(2, s, s)`` (class, instance)."""
     images, labels = fashion_mnist(split)
-    names = _textures(split)
-    tex = _texture(names[rng.integers(len(names))])
+    names = split_textures(split)
+    tex = texture(names[rng.integers(len(names))])
     crop = int(rng.integers(size, min(tex.shape[:2]) + 1))
     top, left = rng.integers(tex.shape[0] - crop + 1), rng.integers(tex.shape[1] - crop + 1)
     bg = torch.from_numpy(tex[top:top + crop, left:left + crop].copy()).permute(2, 0, 1)[None]

@@ -22,30 +22,16 @@ of ``(seed, split, i)``, so datasets are unbounded, need no files and resume exa
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 from torch import Tensor
 
-from .samples import TEXTURES, TRAIN_PHOTOS, VAL_PHOTOS, _skimage_array
+from .textures import split_textures, texture
 
 SPLITS = {"train": 0, "val": 1, "test": 2}
 SCALE_RANGE = (0.15, 1.5)  # metres per scene unit; unit scenes span ~1.2-10 units -> ~0.2-15 m
 TILE_RANGE = (0.5, 1.0)  # floor tile side in metres (the one cue to the scale, up to this factor of 2)
 TILE_DARK = 0.3  # brightness of the dark floor tiles (the light ones are 1)
-
-
-@lru_cache(maxsize=None)
-def _texture(name: str) -> np.ndarray:
-    """float32 ``(h, w, 3)`` in [0, 1]."""
-    a = _skimage_array(name).astype(np.float32) / 255.0
-    return np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a[..., :3]
-
-
-def _textures(split: str) -> tuple[str, ...]:
-    photos = TRAIN_PHOTOS if split == "train" else VAL_PHOTOS
-    return TEXTURES + tuple(p for p in photos if p != "colorwheel")
 
 
 def _sample(tex: np.ndarray, a: np.ndarray, b: np.ndarray, freq: float) -> np.ndarray:
@@ -57,7 +43,7 @@ def _sample(tex: np.ndarray, a: np.ndarray, b: np.ndarray, freq: float) -> np.nd
 
 def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, np.ndarray, float]:
     """One scene: rgb ``(3, s, s)`` in [0, 1], z-depth ``(s, s)`` in metres, and its scale factor (metres per unit)."""
-    names = _textures(split)
+    names = split_textures(split)
     fov = np.deg2rad(rng.uniform(45, 75))
     f = 0.5 * size / np.tan(fov / 2)
     v, u = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
@@ -77,15 +63,15 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
         depth = np.where(hit, t, depth)
         rgb = np.where(hit[..., None], colour, rgb)
 
-    def texture() -> tuple[np.ndarray, np.ndarray, float]:
-        return _texture(names[rng.integers(len(names))]), rng.uniform(0.5, 1.0, 3), rng.uniform(20, 80)
+    def surface() -> tuple[np.ndarray, np.ndarray, float]:
+        return texture(names[rng.integers(len(names))]), rng.uniform(0.5, 1.0, 3), rng.uniform(20, 80)
 
     with np.errstate(divide="ignore", invalid="ignore"):
         for axis, offset in ((1, -cam_h), (2, wall_z), (0, side_x)):  # floor, back wall, side wall
             t = offset / rays[..., axis]
             p = rays * t[..., None]
             a, b = [p[..., k] for k in range(3) if k != axis]
-            tex, tint, freq = texture()
+            tex, tint, freq = surface()
             colour = _sample(tex, a, b, freq) * tint
             if axis == 1:  # the floor: plain tinted tiles of the metric checkerboard (no photo), distance fog
                 checker = (np.floor(a / tile) + np.floor(b / tile)) % 2
@@ -99,7 +85,7 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
             s = np.where(disc > 0, bq - np.sqrt(np.maximum(disc, 0)), np.inf)
             p = unit * s[..., None]
             n = (p - c) / r
-            tex, tint, freq = texture()
+            tex, tint, freq = surface()
             shade = np.clip(n @ light, 0.15, 1.0)[..., None]
             paint(s * unit[..., 2], _sample(tex, n[..., 1] * 2, np.arctan2(n[..., 0], n[..., 2]), freq / 4) * tint * shade)
         for _ in range(rng.integers(0, 3)):  # axis-aligned boxes on the floor
@@ -113,7 +99,7 @@ def render(size: int, rng: np.random.Generator, split: str = "train") -> tuple[n
             face = np.argmax(np.abs((p - c) / half), -1)  # the axis of the face hit
             normal = np.zeros_like(p)
             np.put_along_axis(normal, face[..., None], np.sign(np.take_along_axis(p - c, face[..., None], -1)), -1)
-            tex, tint, freq = texture()
+            tex, tint, freq = surface()
             shade = np.clip(normal @ light, 0.2, 1.0)[..., None]
             paint(t, _sample(tex, p[..., 1] + p[..., 2], p[..., 0] + p[..., 2], freq) * tint * shade)
     return rgb.transpose(2, 0, 1).clip(0, 1), depth * scale, scale

@@ -1,10 +1,10 @@
 """Built-in sample data from real media that ships inside installed packages (no network).
 
-* images: seeded random crops of scikit-image's bundled photos (BSD/CC0; its colour wheel
-  adds saturated hues the photos lack), split into train and val **by source photo**, so no
-  photo feeds both;
-* depth: a small numpy ray-caster renders RGB-D pairs (floor and wall textured with
-  scikit-image's real textures, plus shaded spheres) with exact per-pixel depth;
+* images: seeded random crops of scikit-image's bundled photos (BSD/CC0; see
+  :mod:`~fsqtok.datasets.textures`), split into train and val **by source photo**, so no photo
+  feeds both;
+* depth: RGB-D pairs with exact per-pixel depth from the ray-caster of :mod:`~fsqtok.datasets.rgbd`
+  (a room of real textures and photos, shaded spheres and boxes);
 * audio: seeded crops of a real two-speaker conversation (30 s, 16 kHz) that ships inside fsqtok
   (``fsqtok/datasets/assets/speech.flac``: the sample of the ``pyannote.audio`` wheel, MIT, re-encoded
   losslessly; see ``LICENSE-speech.txt`` beside it), split by time: the last 6 s are val;
@@ -25,17 +25,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-TRAIN_PHOTOS = ("astronaut", "chelsea", "hubble_deep_field", "immunohistochemistry", "retina",
-                "motorcycle_left", "motorcycle_right", "colorwheel")
-VAL_PHOTOS = ("coffee", "rocket")
-TEXTURES = ("brick", "grass", "gravel")
+from .rgbd import synthetic_rgbd
+from .textures import TRAIN_PHOTOS, VAL_PHOTOS, SampleDataError, photo
+
 SPEECH_FILE = "assets/speech.flac"  # inside this package
 SPEECH_VAL_SECONDS = 6.0
 VIDEO_SOURCES = ("mandelbrot", "life", "testsrc2", "cellauto")
-
-
-class SampleDataError(RuntimeError):
-    """A sample source is not installed; the message names the package to install."""
 
 
 def _check_split(split: str) -> str:
@@ -44,32 +39,13 @@ def _check_split(split: str) -> str:
     return split
 
 
-@lru_cache(maxsize=None)
-def _skimage_array(name: str) -> np.ndarray:
-    try:
-        import skimage.data
-    except ImportError:
-        raise SampleDataError("sample images need scikit-image: pip install 'fsqtok[samples]'") from None
-    if name.startswith("motorcycle_"):  # the two views of the Middlebury stereo pair
-        left, right, _ = skimage.data.stereo_motorcycle()
-        return np.asarray(left if name.endswith("left") else right)
-    return np.asarray(getattr(skimage.data, name)())
-
-
-def _photo(name: str) -> Tensor:
-    """float32 ``(3, H, W)`` in [-1, 1]."""
-    a = _skimage_array(name)
-    a = np.repeat(a[..., None], 3, -1) if a.ndim == 2 else a[..., :3]
-    return torch.from_numpy(a.astype(np.float32)).permute(2, 0, 1) / 127.5 - 1
-
-
 def sample_images(n: int, size: int = 64, split: str = "train", seed: int = 0) -> Tensor:
     """``n`` real colour crops, float32 ``(n, 3, size, size)`` in [-1, 1].
 
     Each crop takes a random photo of the split, a random square of 25-100% of its short
     side, a random horizontal flip, and an antialiased resize to ``size``.
     """
-    photos = [_photo(p) for p in (TRAIN_PHOTOS if _check_split(split) == "train" else VAL_PHOTOS)]
+    photos = [photo(p) for p in (TRAIN_PHOTOS if _check_split(split) == "train" else VAL_PHOTOS)]
     g = torch.Generator().manual_seed(seed)
     out = torch.empty(n, 3, size, size)
     for i in range(n):
@@ -88,68 +64,13 @@ def sample_images(n: int, size: int = 64, split: str = "train", seed: int = 0) -
 # --------------------------------------------------------------------------- depth
 
 
-def _texture(name: str) -> np.ndarray:
-    return _skimage_array(name).astype(np.float32) / 255.0
-
-
-def _render_rgbd(size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One ray-cast scene: rgb ``(3, s, s)`` in [0, 1] and z-depth ``(s, s)`` in metres."""
-    fov = np.deg2rad(rng.uniform(50, 70))
-    f = 0.5 * size / np.tan(fov / 2)
-    v, u = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    rays = np.stack([(u - size / 2) / f, -(v - size / 2) / f, np.ones_like(u)], -1)  # z = 1 per ray
-    cam_h = rng.uniform(1.0, 1.8)
-    wall_z = rng.uniform(4.0, 8.0)
-    tex_floor, tex_wall = (_texture(t) for t in rng.choice(TEXTURES, 2, replace=False))
-    tint_floor, tint_wall = rng.uniform(0.4, 1.0, 3), rng.uniform(0.4, 1.0, 3)
-
-    def sample_tex(tex: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        ty = np.floor(a * 60).astype(np.int64) % tex.shape[0]
-        tx = np.floor(b * 60).astype(np.int64) % tex.shape[1]
-        return tex[ty, tx]
-
-    # floor y = -cam_h: hit where ray_y < 0 at t = cam_h / -ray_y (t is z-depth since ray_z = 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t_floor = np.where(rays[..., 1] < 0, cam_h / -rays[..., 1], np.inf)
-    t_wall = np.full_like(t_floor, wall_z)
-    use_floor = t_floor < t_wall
-    depth = np.where(use_floor, t_floor, t_wall)
-    px, pz = rays[..., 0] * depth, depth
-    py = rays[..., 1] * depth
-    floor_val = sample_tex(tex_floor, pz, px)[..., None] * tint_floor * np.clip(1.2 - pz / 10, 0.3, 1)[..., None]
-    wall_val = sample_tex(tex_wall, py + cam_h, px)[..., None] * tint_wall * 0.9
-    rgb = np.where(use_floor[..., None], floor_val, wall_val)
-    # spheres resting on the floor, Lambertian shading from one light
-    light = np.array([0.4, 0.8, -0.4])
-    light /= np.linalg.norm(light)
-    for _ in range(rng.integers(1, 4)):
-        r = rng.uniform(0.3, 0.8)
-        c = np.array([rng.uniform(-1.5, 1.5), -cam_h + r, rng.uniform(2.0, wall_z - r)])
-        d = rays / np.linalg.norm(rays, axis=-1, keepdims=True)
-        b = (d @ c)
-        disc = b**2 - (c @ c - r**2)
-        hit = disc > 0
-        s = np.where(hit, b - np.sqrt(np.where(hit, disc, 0)), np.inf)  # distance along unit ray
-        z = s * d[..., 2]
-        closer = hit & (z > 0) & (z < depth)
-        normal = (d * np.where(closer, s, 0)[..., None] - c) / r  # only used where the sphere is hit
-        shade = np.clip(normal @ light, 0.1, 1.0)
-        color = rng.uniform(0.2, 1.0, 3)
-        rgb = np.where(closer[..., None], shade[..., None] * color, rgb)
-        depth = np.where(closer, z, depth)
-    return rgb.transpose(2, 0, 1).clip(0, 1), depth
-
-
 def sample_rgbd(n: int, size: int = 64, split: str = "train", seed: int = 0) -> tuple[Tensor, Tensor]:
     """``n`` rendered RGB-D pairs: rgb ``(n, 3, s, s)`` in [-1, 1] and depth ``(n, 1, s, s)`` in metres (exact).
 
-    Train and val draw from disjoint random streams of the renderer.
+    The first ``n`` scenes of :func:`fsqtok.datasets.rgbd.synthetic_rgbd` (the one ray-caster); train and val
+    are disjoint.
     """
-    rng = np.random.default_rng([seed, 0 if _check_split(split) == "train" else 1])
-    pairs = [_render_rgbd(size, rng) for _ in range(n)]
-    rgb = torch.from_numpy(np.stack([p[0] for p in pairs])).float() * 2 - 1
-    depth = torch.from_numpy(np.stack([p[1] for p in pairs])).float()[:, None]
-    return rgb, depth
+    return synthetic_rgbd(n, size, _check_split(split), seed)
 
 
 def sample_depth(n: int, size: int = 64, split: str = "train", seed: int = 0) -> Tensor:

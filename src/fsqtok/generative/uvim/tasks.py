@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...media.image import LUMA
 from ...metrics import DepthErrorAccumulator
 
 TASKS = ("depth", "colorization", "panoptic")
-LUMA = (0.299, 0.587, 0.114)
 
 
 class Task(Protocol):
