@@ -24,7 +24,6 @@ import dataclasses
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn

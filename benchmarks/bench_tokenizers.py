@@ -15,9 +15,7 @@ Ratios are peer time / ours (> 1: we are faster), measured in the same process.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 
