@@ -38,7 +38,9 @@ bench: $(STAMP)
 
 # Issue 11's reproduction (about 2 h on 2 cores, resumable: rerun to continue): MaskGIT on FSQ against VQ
 # tokens of Fashion-MNIST and the codebook-size study side by side, then the BENCHMARKS.md tables and figure.
+# Debian: dataset-fashion-mnist (the 70,000 real items the tokenizers, MaskGIT and the classifier train on).
 reproduce-maskgit: $(STAMP)
+	sh scripts/ensure_debian_packages.sh dataset-fashion-mnist
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks.reproduce.maskgit --part main --until classifier
 	$(PY) -m benchmarks.reproduce.maskgit --part study & study=$$!; \
@@ -47,7 +49,9 @@ reproduce-maskgit: $(STAMP)
 
 # Issue 12's reproduction (about 1.5 h on 2 cores, resumable: rerun to continue): UViM stages I and II with FSQ
 # against VQ (with and without splitting) for depth, colorization and panoptic, then the BENCHMARKS.md tables.
+# Debian: dataset-fashion-mnist (the items of the panoptic scenes) and visp-images-data (the real castel depth frames).
 reproduce-uvim: $(STAMP)
+	sh scripts/ensure_debian_packages.sh dataset-fashion-mnist visp-images-data
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) -m benchmarks.reproduce.uvim --write-benchmarks --copy-to benchmarks/results
 

@@ -118,3 +118,25 @@ def test_the_tokenizer_recipe_reads_the_export(tmp_path, fake):
     assert len(ds) == 6
     first = sorted(range(6), key=lambda i: (FOLDER_NAMES[labels[i]], i))[0]
     assert torch.allclose(ds[0], to_tensor(images[first:first + 1])[0], atol=1e-6)
+
+
+def test_the_default_root_comes_from_the_environment_then_debian(tmp_path, fake, monkeypatch):
+    images, labels = fake
+    write_idx(tmp_path / "env", "test", images, labels)
+    monkeypatch.setenv("FSQTOK_FASHION_MNIST", str(tmp_path / "env"))
+    x, y = load_fashion_mnist("test")
+    assert np.array_equal(x, images) and np.array_equal(y, labels)
+    monkeypatch.setenv("FSQTOK_FASHION_MNIST", str(tmp_path / "empty"))
+    with pytest.raises(DataError, match=r"empty.*apt-get install dataset-fashion-mnist.*FSQTOK_FASHION_MNIST"):
+        load_fashion_mnist("test")
+    monkeypatch.delenv("FSQTOK_FASHION_MNIST")
+    from fsqtok.datasets import fashion_mnist
+    assert fashion_mnist.default_root() == fashion_mnist.DEBIAN_ROOT
+
+
+def test_the_committed_fixture_is_real_fashion_mnist():
+    """tests/fixtures/fashion_mnist (see its README): 600 + 200 real items, all 10 classes in each split."""
+    for split, n in (("train", 600), ("test", 200)):
+        x, y = load_fashion_mnist(split)
+        assert x.shape == (n, 28, 28) and sorted(set(y.tolist())) == list(range(10))
+    assert y[:5].tolist() == [9, 2, 1, 1, 6]  # the first test labels of the real data set

@@ -83,7 +83,7 @@ def test_castel_depth_reader(tmp_path):
         read_castel_depth(tmp_path / "bad.bin")
 
 
-@pytest.mark.parametrize("source,count,lo,hi", [("motorcycle", 1, 1.5, 6.0), ("castel", 30, 0.1, 1.0)])
+@pytest.mark.parametrize("source,count,lo,hi", [("motorcycle", 1, 1.5, 6.0), ("castel", 3, 0.1, 1.0)])
 def test_real_depth_frames(source, count, lo, hi):
     x, d = real_depth_frames(source, 32)
     assert x.shape == (count, 3, 32, 32) and d.shape == (count, 1, 32, 32)
@@ -155,3 +155,17 @@ def test_uvim_pairs_disk_cache_never_loads_pairs_of_a_changed_generator(tmp_path
     monkeypatch.setattr(uvim_pairs, "generator_fingerprint", lambda: "changed00000")
     after = UViMPairs("depth", "train", 2, 16, seed=2, cache_dir=tmp_path).cache_file(tmp_path)
     assert after != before and after.is_file() and before.is_file()  # rendered afresh under the new code
+
+
+def test_panoptic_scenes_read_fashion_mnist_through_the_one_reader(tmp_path, monkeypatch):
+    monkeypatch.setenv("FSQTOK_FASHION_MNIST", str(tmp_path))
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist"):
+        synthetic_panoptic(1, 16, "train", seed=0)
+
+
+def test_castel_frames_come_from_the_environment_or_a_one_line_error(tmp_path, monkeypatch):
+    from fsqtok.datasets.real_depth import RealDepthError
+
+    monkeypatch.setenv("FSQTOK_CASTEL_DIR", str(tmp_path))
+    with pytest.raises(RealDepthError, match=f"{tmp_path}: no castel frames.*apt-get install visp-images-data"):
+        real_depth_frames("castel", 16)

@@ -5,7 +5,8 @@ The files are the ones ``torchvision.datasets.FashionMNIST`` reads, found in any
     <root>/{train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz]              (e.g. Debian's dataset-fashion-mnist)
     <root>/FashionMNIST/raw/{...}                                         (torchvision's layout)
 
-Nothing is ever downloaded. With ``root=None`` the Debian package's folder is used.
+Nothing is ever downloaded. With ``root=None`` the folder named by ``$FSQTOK_FASHION_MNIST`` is used, or
+else the Debian package's folder (the test suite points the variable at a committed subset of real items).
 
     images, labels = load_fashion_mnist("test")        # uint8 (10000, 28, 28), int64 (10000,)
     export_image_folder("train", "/data/fmnist/train") # /data/fmnist/train/<class folder>/<index>.png
@@ -18,6 +19,7 @@ sorted folder names follow the class ids.
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -28,12 +30,13 @@ from torch import Tensor
 from ..data.batching import DataError
 
 DEBIAN_ROOT = Path("/usr/share/datasets/fashion-mnist")
+ROOT_ENV = "FSQTOK_FASHION_MNIST"  # a folder of the raw idx files that replaces DEBIAN_ROOT as the default
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 FOLDER_NAMES = tuple(f"{i}_{name.lower().replace('/', '_').replace('-', '').replace(' ', '_')}"
                      for i, name in enumerate(CLASSES))
 SPLITS = {"train": "train", "test": "t10k"}
-HOW_TO_GET = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) or pass the "
-              "folder holding torchvision's FashionMNIST/raw files")
+HOW_TO_GET = ("install Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist), or pass the "
+              f"folder holding the raw idx files (or torchvision's FashionMNIST/raw) as root or in ${ROOT_ENV}")
 _MAGIC = {"images": (2051, 3), "labels": (2049, 1)}  # idx magic numbers: ubyte data with 3 or 1 dimensions
 
 
@@ -65,11 +68,16 @@ def _read_idx(path: Path, kind: str) -> np.ndarray:
     return np.frombuffer(data, np.uint8, offset=head).reshape(shape)
 
 
+def default_root() -> Path:
+    """``$FSQTOK_FASHION_MNIST`` when set, else Debian's folder."""
+    return Path(os.environ[ROOT_ENV]) if os.environ.get(ROOT_ENV) else DEBIAN_ROOT
+
+
 def load_fashion_mnist(split: str = "train", root: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``split`` ("train": 60,000 or "test": 10,000) -> images uint8 ``(N, 28, 28)``, labels int64 ``(N,)``."""
     if split not in SPLITS:
         raise DataError(f"Fashion-MNIST split must be 'train' or 'test', got {split!r}")
-    base = DEBIAN_ROOT if root is None else Path(root)
+    base = default_root() if root is None else Path(root)
     images = _read_idx(_find(base, split, "images"), "images")
     labels = _read_idx(_find(base, split, "labels"), "labels").astype(np.int64)
     if len(images) != len(labels):

@@ -6,26 +6,24 @@ An item's mask is where its photo is brighter than a threshold. Labels: semantic
 label + 1 (1..10); instance id = 1..k numbered in raster order of each visible item's first pixel,
 so the ids are canonical. Items left with fewer than ``MIN_PIXELS`` visible pixels are not drawn.
 
-Items come from Debian's ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist/``, the raw
-idx files torchvision reads): train scenes use the 60k training items, val/test the 10k test items.
+Items come from :func:`fsqtok.datasets.fashion_mnist.load_fashion_mnist` (Debian's ``dataset-fashion-mnist``
+or ``$FSQTOK_FASHION_MNIST``): train scenes use the 60k training items, val/test the 10k test items.
 Sample ``i`` of a split is a pure function of ``(seed, split, i)``.
 """
 
 from __future__ import annotations
 
-import gzip
 from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .fashion_mnist import default_root, load_fashion_mnist
 from .rgbd import SPLITS
 from .textures import split_textures, texture
 
-FASHION_DIRS = (Path("/usr/share/datasets/fashion-mnist"),)
 CLASSES = ("background", "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
            "ankle-boot")
 NUM_CLASSES = len(CLASSES)
@@ -33,29 +31,15 @@ MAX_INSTANCES = 6
 MIN_PIXELS = 12
 
 
-class FashionMNISTError(RuntimeError):
-    """The Fashion-MNIST files are missing; the message says what to install."""
-
-
-def _read_idx(path: Path, header: int) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        return np.frombuffer(f.read(), np.uint8)[header:]
-
-
-@lru_cache(maxsize=2)
-def fashion_mnist(split: str) -> tuple[np.ndarray, np.ndarray]:
-    """``(images uint8 (N, 28, 28), labels uint8 (N,))`` of the train (60k) or t10k (10k) files."""
-    prefix = "train" if split == "train" else "t10k"
-    for d in FASHION_DIRS:
-        img, lab = d / f"{prefix}-images-idx3-ubyte.gz", d / f"{prefix}-labels-idx1-ubyte.gz"
-        if img.is_file() and lab.is_file():
-            return _read_idx(img, 16).reshape(-1, 28, 28), _read_idx(lab, 8)
-    raise FashionMNISTError("panoptic scenes need Fashion-MNIST: apt-get install dataset-fashion-mnist")
+@lru_cache(maxsize=4)
+def _items(split: str, root: str) -> tuple[np.ndarray, np.ndarray]:
+    """Items of a scene split (train: Fashion-MNIST train; val, test: its test split), read once per root."""
+    return load_fashion_mnist("train" if split == "train" else "test", root)
 
 
 def compose(size: int, rng: np.random.Generator, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     """One scene: rgb ``(3, s, s)`` in [0, 1] and int64 labels ``(2, s, s)`` (class, instance)."""
-    images, labels = fashion_mnist(split)
+    images, labels = _items(split, str(default_root()))
     names = split_textures(split)
     tex = texture(names[rng.integers(len(names))])
     crop = int(rng.integers(size, min(tex.shape[:2]) + 1))

@@ -5,7 +5,8 @@
   invalid disparity (+inf) is invalid depth.
 * ``castel``: the 30 real 640x480 frames of Debian's ``visp-images-data``
   (``.../mbt-depth/castel/castel/``): grey ``image_XXXX.pgm`` and ``depth_image_XXXX.bin`` (uint32 h, w
-  little-endian, then uint16 depth x 0.000124986647 m; 0 = no measurement).
+  little-endian, then uint16 depth x 0.000124986647 m; 0 = no measurement). ``$FSQTOK_CASTEL_DIR``, when
+  set, names another folder of such frames (the test suite points it at a committed subset).
 
 :func:`real_depth_frames` centre-crops each frame to a square and resizes it to ``size``: the image
 with antialiasing, the depth by nearest neighbour (so no depth is invented across an edge).
@@ -14,6 +15,7 @@ Invalid depth is returned as +inf. Images are ``(N, 3, s, s)`` in [-1, 1] (grey 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +24,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 SOURCES = ("motorcycle", "castel")
-CASTEL_DIRS = (Path("/usr/share/visp-images-data/ViSP-images/mbt-depth/castel/castel"),)
+CASTEL_DEBIAN_DIR = Path("/usr/share/visp-images-data/ViSP-images/mbt-depth/castel/castel")
+CASTEL_ENV = "FSQTOK_CASTEL_DIR"  # a folder of castel frames that replaces CASTEL_DEBIAN_DIR
 CASTEL_UNIT = 0.000124986647  # metres per depth step
 MOTORCYCLE_FB, MOTORCYCLE_DOFFS = 994.978 * 193.001, 31.086  # focal length (px) x baseline (mm); doffs (px)
 
@@ -52,10 +55,12 @@ def read_castel_depth(path: str | Path) -> np.ndarray:
 
 
 def castel_dir() -> Path:
-    for d in CASTEL_DIRS:
-        if (d / "depth_image_0000.bin").is_file():
-            return d
-    raise RealDepthError("the castel frames need Debian's visp-images-data: apt-get install visp-images-data")
+    """The castel frames' folder: ``$FSQTOK_CASTEL_DIR`` when set, else Debian's."""
+    d = Path(os.environ[CASTEL_ENV]) if os.environ.get(CASTEL_ENV) else CASTEL_DEBIAN_DIR
+    if (d / "depth_image_0000.bin").is_file():
+        return d
+    raise RealDepthError(f"{d}: no castel frames (depth_image_0000.bin); the castel frames need Debian's "
+                         f"visp-images-data (apt-get install visp-images-data) or a folder of them in ${CASTEL_ENV}")
 
 
 def _square(img: Tensor, depth: Tensor, size: int) -> tuple[Tensor, Tensor]:

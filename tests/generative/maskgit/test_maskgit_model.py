@@ -222,16 +222,22 @@ def test_generate_refuses_bad_settings():
 
 
 def test_a_tiny_model_learns_class_to_pattern_and_generates_it():
-    """Class c holds, at position i, one of the two tokens ``allowed[c, i]`` (independently, p = 1/2 each)."""
+    """Class c holds, at position i, one of the two tokens ``allowed[c, i]`` (independently, p = 1/2 each).
+
+    Not bit-deterministic across machines (training rounds differently with the thread count and CPU), so
+    it asserts with a margin measured over 6 generator seeds x 1 and 2 threads: accuracy 0.958-0.992 (bound
+    0.9; an untrained or class-blind model scores near 0), choice frequency 0.30-0.75 (bounds 0.15-0.85;
+    a collapsed model gives 0 or 1). At lr 1e-2 and 150 steps the accuracy ranged 0.33-0.99.
+    """
     allowed = torch.tensor([[[0, 1], [2, 3], [4, 5], [6, 7]],
                             [[6, 7], [4, 5], [2, 3], [0, 1]],
                             [[2, 5], [2, 5], [0, 7], [0, 7]]])
     cfg = MaskGITConfig(codebook_size=8, grid=(2, 2), num_classes=3, width=32, depth=2, heads=4, dropout=0.0,
                         label_smoothing=0.0, class_dropout=0.1)
     m = model(cfg).train()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-2)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-3)
     g = gen(0)
-    for _ in range(150):
+    for _ in range(300):
         labels = torch.randint(3, (64,), generator=g)
         tokens = allowed[labels].gather(-1, torch.randint(2, (64, 4, 1), generator=g))[..., 0].view(64, 2, 2)
         loss = m.loss(tokens, labels, generator=g)
@@ -241,9 +247,9 @@ def test_a_tiny_model_learns_class_to_pattern_and_generates_it():
     m.eval()
     labels = torch.arange(3).repeat_interleave(40)
     out = m.generate(labels, steps=4, generator=gen(1)).flatten(1)
-    assert (out[..., None] == allowed[labels]).any(-1).all(1).float().mean() >= 0.95  # its own class's tokens
+    assert (out[..., None] == allowed[labels]).any(-1).all(1).float().mean() >= 0.9  # its own class's tokens
     first = (out == allowed[labels][..., 0]).float().view(3, 40, 4).mean(1)  # both choices, at every position
-    assert ((first > 0.2) & (first < 0.8)).all(), first
+    assert ((first > 0.15) & (first < 0.85)).all(), first
 
 
 # --------------------------------------------------------------------------- Hub and the tokenizer it names
