@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from . import fashion_mnist
 from .fashion_mnist import default_root, load_fashion_mnist
 from .rgbd import SPLITS
 from .textures import split_textures, texture
 
-CLASSES = ("background", "t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
-           "ankle-boot")
+CLASSES = ("background", *fashion_mnist.CLASSES)  # semantic class c > 0 is Fashion-MNIST label c - 1
 NUM_CLASSES = len(CLASSES)
 MAX_INSTANCES = 6
 MIN_PIXELS = 12
