@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from fsqtok.quantizers.vq_split import SplittingVectorQuantizer, build_quantizer
-from fsqtok.quantizers import FSQ, VectorQuantizer
+from fsqtok.quantizers.vq_split import SplittingVectorQuantizer
+from fsqtok.quantizers import VectorQuantizer
 
 CENTRES = 20 + torch.tensor([[3.0 * i, 3.0 * j] for i in range(3) for j in range(3)])  # 9 clusters, away from 0
 # (an unused EMA code decays towards the origin, so clusters there would revive it by accident)
@@ -67,16 +66,3 @@ def test_splitting_is_deterministic():
     torch.manual_seed(0)
     train(b, 40)
     assert torch.equal(a.embed, b.embed)
-
-
-def test_build_quantizer():
-    assert isinstance(build_quantizer("fsq", 16, levels=(7, 5, 5, 5, 5), codebook_size=8, dim=4, ema_decay=0.99,
-                                      commitment_weight=0.25, split_threshold=0.1), FSQ)
-    vq = build_quantizer("vq", 16, levels=(5,), codebook_size=8, dim=4, ema_decay=0.99, commitment_weight=0.25,
-                         split_threshold=0.1)
-    assert type(vq) is VectorQuantizer and vq.codebook_size == 8
-    with pytest.raises(ValueError, match="ema_decay"):
-        SplittingVectorQuantizer(8, 4, ema_decay=None)
-    with pytest.raises(ValueError, match="quantizer must be one of"):
-        build_quantizer("rvq", 16, levels=(5,), codebook_size=8, dim=4, ema_decay=0.99, commitment_weight=0.25,
-                        split_threshold=0.1)

@@ -1,4 +1,4 @@
-"""UViM's pluggable guide-code bottleneck: FSQ, VQ with an EMA codebook, and VQ with codebook splitting.
+"""VQ with codebook splitting: the VQ baseline of UViM (and of the FSQ paper's UViM comparison).
 
 big_vision's UViM keeps its VQ codebook alive by *splitting*: after each EMA update, while some
 code's discounted count is below a threshold, the most used code is split in two. The least used
@@ -11,15 +11,11 @@ running sum. FSQ needs no such trick; the FSQ paper's point is that it matches V
 
 from __future__ import annotations
 
-from typing import Sequence
-
 import torch
 from torch import Tensor, nn
 
-from .fsq import FSQ
 from .vq import VectorQuantizer
 
-QUANTIZERS = ("fsq", "vq", "vq_split")
 PERTURB = 1e-3  # multiplicative noise on the copied code vector, as in big_vision
 
 
@@ -85,22 +81,3 @@ class SplittingVectorQuantizer(VectorQuantizer):
             self.num_splits += 1
             done += 1
         return done
-
-
-def build_quantizer(kind: str, in_channels: int, *, levels: Sequence[int], codebook_size: int,
-                    dim: int, ema_decay: float, commitment_weight: float,
-                    split_threshold: float) -> nn.Module:
-    """The guide-code bottleneck named by ``kind`` (one of :data:`QUANTIZERS`).
-
-    ``in_channels`` is the oracle's output width; FSQ projects it to ``len(levels)`` channels and
-    VQ to ``dim`` (and back), so ``z_q`` always has ``in_channels`` channels.
-    """
-    if kind == "fsq":
-        return FSQ(levels, in_channels)
-    if kind == "vq":
-        return VectorQuantizer(codebook_size, dim, in_channels, ema_decay=ema_decay,
-                               commitment_weight=commitment_weight)
-    if kind == "vq_split":
-        return SplittingVectorQuantizer(codebook_size, dim, in_channels, ema_decay=ema_decay,
-                                        commitment_weight=commitment_weight, split_threshold=split_threshold)
-    raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {kind!r}")

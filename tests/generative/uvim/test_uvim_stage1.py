@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1
+from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1, build_quantizer
+from fsqtok.quantizers import FSQ, SplittingVectorQuantizer, VectorQuantizer
 from fsqtok.hub import ConfigError, load_pretrained
 
 SMALL = dict(image_size=32, width=16, blocks=1, feature_down=2, code_grid=4)
@@ -150,3 +151,16 @@ def test_save_load_round_trip(tmp_path, quantizer):
     assert type(loaded) is UViMStage1 and loaded.config == m.config
     assert loaded.weights_hash() == m.weights_hash()
     assert torch.equal(loaded.oracle_predict(x, y)[0], m.oracle_predict(x, y)[0])
+
+
+def test_build_quantizer():
+    assert isinstance(build_quantizer("fsq", 16, levels=(7, 5, 5, 5, 5), codebook_size=8, dim=4, ema_decay=0.99,
+                                      commitment_weight=0.25, split_threshold=0.1), FSQ)
+    vq = build_quantizer("vq", 16, levels=(5,), codebook_size=8, dim=4, ema_decay=0.99, commitment_weight=0.25,
+                         split_threshold=0.1)
+    assert type(vq) is VectorQuantizer and vq.codebook_size == 8
+    with pytest.raises(ValueError, match="ema_decay"):
+        SplittingVectorQuantizer(8, 4, ema_decay=None)
+    with pytest.raises(ValueError, match="quantizer must be one of"):
+        build_quantizer("rvq", 16, levels=(5,), codebook_size=8, dim=4, ema_decay=0.99, commitment_weight=0.25,
+                        split_threshold=0.1)

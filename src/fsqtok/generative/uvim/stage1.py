@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,12 +27,32 @@ from torch import Tensor, nn
 
 from ...encoders.blocks import Downsample2d, ResBlock2d, Upsample2d, group_norm
 from ...hub import HubMixin
-from ...quantizers import QuantizerOutput
 from ...configs import ModelConfig
-from ...quantizers.vq_split import QUANTIZERS, build_quantizer
+from ...quantizers import FSQ, QuantizerOutput, VectorQuantizer
+from ...quantizers.vq_split import SplittingVectorQuantizer
 from .tasks import TASKS, Task, make_task
 
 CODE_DROPOUT = ("none", "random", "prefix")
+QUANTIZERS = ("fsq", "vq", "vq_split")  # the guide-code bottlenecks
+
+
+def build_quantizer(kind: str, in_channels: int, *, levels: Sequence[int], codebook_size: int,
+                    dim: int, ema_decay: float, commitment_weight: float,
+                    split_threshold: float) -> nn.Module:
+    """The guide-code bottleneck named by ``kind`` (one of :data:`QUANTIZERS`).
+
+    ``in_channels`` is the oracle's output width; FSQ projects it to ``len(levels)`` channels and
+    VQ to ``dim`` (and back), so ``z_q`` always has ``in_channels`` channels.
+    """
+    if kind == "fsq":
+        return FSQ(levels, in_channels)
+    if kind == "vq":
+        return VectorQuantizer(codebook_size, dim, in_channels, ema_decay=ema_decay,
+                               commitment_weight=commitment_weight)
+    if kind == "vq_split":
+        return SplittingVectorQuantizer(codebook_size, dim, in_channels, ema_decay=ema_decay,
+                                        commitment_weight=commitment_weight, split_threshold=split_threshold)
+    raise ValueError(f"quantizer must be one of {', '.join(QUANTIZERS)}, got {kind!r}")
 
 
 @dataclass(frozen=True)
