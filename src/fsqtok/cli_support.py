@@ -10,6 +10,7 @@ import argparse
 import math
 import os
 import sys
+from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 EXIT_INPUT = 1
@@ -142,3 +143,16 @@ def run_command(body: Callable[[list[str]], int], argv: Sequence[str] | None,
         return EXIT_INPUT
     finally:
         end_process_group()
+
+
+def check_output_folder(path: str, flag: str, *, empty: bool = False) -> None:
+    """Before any work: an output folder argument may not be a file, nor lie under one, and with
+    ``empty`` it must be absent or empty (nothing of another run is mixed in or written over).
+    Raises :class:`UsageError` naming ``flag``."""
+    p = Path(path)
+    first = next((q for q in (p, *p.parents) if q.exists()), None)
+    if first is not None and not first.is_dir():
+        where = "is a file" if first == p else f"lies under the file {first}"
+        raise UsageError(f"{flag} {path}: {where}; give a folder")
+    if empty and p.is_dir() and any(p.iterdir()):
+        raise UsageError(f"{flag} {path}: not empty; give a new or empty folder")

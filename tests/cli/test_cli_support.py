@@ -37,3 +37,18 @@ def test_exit_process_flushes_and_keeps_the_exit_code(world_size):
     env = {**os.environ, "WORLD_SIZE": world_size}
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout, r.stderr) == (3, "out", "err")
+
+
+def test_check_output_folder(tmp_path):
+    from fsqtok.cli_support import UsageError, check_output_folder
+
+    (tmp_path / "f").write_text("")
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    check_output_folder(str(tmp_path / "new" / "deeper"), "--out", empty=True)  # absent: fine
+    check_output_folder(str(tmp_path / "full"), "--out")  # a used folder is fine unless it must be empty
+    for path, why in [(tmp_path / "f", "is a file"), (tmp_path / "f" / "sub", f"lies under the file {tmp_path / 'f'}")]:
+        with pytest.raises(UsageError, match=f"--out {path}: {why}"):
+            check_output_folder(str(path), "--out")
+    with pytest.raises(UsageError, match="not empty"):
+        check_output_folder(str(tmp_path / "full"), "--out", empty=True)

@@ -104,3 +104,12 @@ def test_greyscale_tokenizer_is_evaluated_on_grey_media(evaluate_script, tmp_pat
     _reset()
     assert code == 0
     assert json.loads((tmp_path / "eval" / "eval.json").read_text())["results"]["grey"]["items"] == 2
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(evaluate_script, tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    _reset()
+    assert evaluate_script.main(["--tokenizer", str(tmp_path), "--output-dir", str(tmp_path / "file")]) == 2
+    _reset()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--output-dir {tmp_path / 'file'}: is a file" in err

@@ -86,7 +86,7 @@ def test_reads_sets_and_refuses_bad_input(tiny, capsys):
     assert ev.main(["--generated", str(tmp / "gen"), "--reference", "fashion-mnist:val", "--classifier",
                     str(tmp / "clf"), "--output-dir", str(tmp / "o")]) == 1
     with pytest.raises(SystemExit) as e:
-        ev.main(["--generated", str(tmp / "gen"), "--tokens", str(tmp)] + base)
+        ev.main(["--generated", str(tmp / "gen"), "--codebook-size", "8"] + base)
     assert e.value.code == 2
     with pytest.raises(ev.InputError, match="no such file"):
         ev.find_inception(str(tmp / "missing.pt"))
@@ -117,3 +117,65 @@ def test_reads_the_sampler_layout(tmp_path):
         ev.read_set(str(tmp_path), None)
 
 
+@pytest.fixture
+def sampled(tiny):
+    """Two sample_maskgit.py runs of a tiny 14x14-token MaskGIT (28x28 images, 25 codes) with their token shards,
+    and training shards of the same tokenizer (``fsqtok tokenize`` output)."""
+    from fsqtok.generative import MaskGIT, MaskGITConfig
+    from fsqtok.generative.maskgit.sampling import tokenizer_hash
+    from fsqtok.shards import TokenizeJob, tokenize
+    from fsqtok.tokenizers import ImageConfig, ImageTokenizer
+
+    tmp, _ = tiny
+    torch.manual_seed(0)
+    tok = ImageTokenizer(ImageConfig(levels=(5, 5), base_channels=8, channel_mult=(1, 2), num_res_blocks=1,
+                                     mid_attention=False))
+    tok.save_pretrained(tmp / "tok")
+    cfg = MaskGITConfig(codebook_size=25, grid=(14, 14), num_classes=10, width=16, depth=1, heads=2,
+                        tokenizer=str(tmp / "tok"), tokenizer_sha256=tokenizer_hash(tok, "x"))
+    MaskGIT(cfg).save_pretrained(tmp / "maskgit")
+    sample = load_script("sample_maskgit")
+    for name, seed in (("s1", 0), ("s2", 1)):
+        assert sample.main(["--model", str(tmp / "maskgit"), "--num-samples", "6", "--steps", "2", "--seed", str(seed),
+                            "--output-dir", str(tmp / name), "--tokens-out", str(tmp / name / "tokens")]) == 0
+    tokenize(TokenizeJob(tokenizer=str(tmp / "tok"), data=str(tmp / "ref"), output=tmp / "train_shards", num_workers=0))
+    return tmp
+
+
+def test_token_usage_reads_the_codebook_from_the_samples_own_shards(sampled, capsys):
+    tmp = sampled
+    base = ["--generated", str(tmp / "s1"), "--reference", str(tmp / "ref"), "--classifier", str(tmp / "clf"),
+            "--inception", "off", "--output-dir", str(tmp / "out")]
+    assert ev.main([*base, "--tokens", str(tmp / "s1" / "tokens"), "--num", "4"]) == 0
+    t = json.loads((tmp / "out" / "generation.json").read_text())["tokens"]
+    assert t["codebook_size"] == 25 and t["tokens_counted"] == 4 * 14 * 14  # the manifest's size; the --num samples
+    assert ev.main([*base, "--tokens", str(tmp / "s1" / "tokens"), "--codebook-size", "25"]) == 0
+    capsys.readouterr()
+    for extra, why in [(["--tokens", str(tmp / "s1" / "tokens"), "--codebook-size", "4375"],
+                        "--codebook-size 4375 contradicts"),
+                       (["--tokens", str(tmp / "train_shards")], "not the token shards of a sample_maskgit.py run"),
+                       (["--tokens", str(tmp / "s2" / "tokens")], "not the tokens of the samples in --generated")]:
+        (tmp / "out" / "generation.json").unlink(missing_ok=True)
+        assert ev.main([*base, *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+        assert not (tmp / "out" / "generation.json").exists()
+
+
+def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tiny, capsys, monkeypatch):
+    tmp, _ = tiny
+    (tmp / "file").write_text("")
+    monkeypatch.setattr(ev, "evaluate", lambda args: pytest.fail("worked before checking the output"))
+    with pytest.raises(SystemExit) as e:
+        ev.main(["--generated", str(tmp / "gen"), "--reference", str(tmp / "ref"), "--classifier", str(tmp / "clf"),
+                 "--output-dir", str(tmp / "file" / "sub")])
+    assert e.value.code == 2 and "--output-dir" in capsys.readouterr().err
+
+
+def test_a_corrupt_classifier_is_one_line(tiny, capsys):
+    tmp, _ = tiny
+    (tmp / "clf" / WEIGHTS).write_bytes(b"\x00" * 16)
+    assert ev.main(["--generated", str(tmp / "gen"), "--reference", str(tmp / "ref"), "--classifier", str(tmp / "clf"),
+                    "--inception", "off", "--output-dir", str(tmp / "o")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp / "clf" / WEIGHTS) in err[0] and "train_classifier.py" in err[0], err

@@ -76,3 +76,35 @@ def test_refuses_another_tokenizer_and_bad_arguments(script, saved, tmp_path, ca
     assert script.main([*base, "--output-dir", str(tmp_path / "c"), "--guidance", "-1"]) == 2
     assert script.main(["--model", str(tmp_path / "nothing"), "--num-samples", "1", "--output-dir", str(tmp_path / "d")]) == 1
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_outputs_are_checked_before_any_sampling(script, saved, tmp_path, capsys, monkeypatch):
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "notes.txt").write_text("mine")
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(MaskGIT, "generate", lambda *a, **k: pytest.fail("sampled before checking the outputs"))
+    base = ["--model", str(saved / "model"), "--num-samples", "2", "--steps", "2"]
+    for extra, why in [(["--output-dir", str(tmp_path / "a"), "--tokens-out", str(tmp_path / "foreign")],
+                        f"--tokens-out {tmp_path / 'foreign'}: not empty"),
+                       (["--output-dir", str(tmp_path / "file")], f"--output-dir {tmp_path / 'file'}: is a file"),
+                       (["--output-dir", str(tmp_path / "file" / "x")], "lies under the file")]:
+        assert script.main([*base, *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0], err
+    assert (tmp_path / "foreign" / "notes.txt").read_text() == "mine" and not (tmp_path / "a").exists()
+
+
+def test_the_model_folder_s_own_tokenizer_is_used_from_any_directory(script, saved, tmp_path, monkeypatch, capsys):
+    """A model whose recorded tokenizer is a relative path that does not resolve here: its own copy is used."""
+    import dataclasses
+    import shutil
+
+    model = MaskGIT.from_pretrained(saved / "model")
+    relative = MaskGIT(dataclasses.replace(model.config, tokenizer="runs/tok"))
+    relative.load_state_dict(model.state_dict())
+    relative.save_pretrained(tmp_path / "m")
+    shutil.copytree(saved / "tok", tmp_path / "m" / "tokenizer")
+    monkeypatch.chdir(tmp_path / "m")
+    assert script.main(["--model", str(tmp_path / "m"), "--num-samples", "2", "--steps", "2",
+                        "--output-dir", str(tmp_path / "out")]) == 0
+    assert json.loads((tmp_path / "out" / "samples.json").read_text())["tokenizer"] == str(tmp_path / "m" / "tokenizer")

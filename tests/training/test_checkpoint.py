@@ -223,3 +223,51 @@ def test_close_writes_the_model_only_after_a_clean_run_and_always_closes_the_log
         assert ckpt.close(log, code, "thing", torch.nn.Linear) == code
         assert log.closed and (out / "model").is_dir() == written
         assert log.lines == ([f"saved thing {out / 'model'}"] if written else [])
+
+
+def test_top_level_fixed_keys_are_compared_on_resume(tmp_path):
+    """``seed`` or ``stage1`` (top-level values, not sections) in fixed_keys: a resume that changes them is refused."""
+    from fsqtok.training.checkpoint import config_diff
+
+    old, new = {**CONFIG, "seed": 0, "stage1": "a", "seeds": 1}, {**CONFIG, "seed": 1, "stage1": "b", "seeds": 2}
+    assert config_diff(old, new, ("seed", "stage1")) == ["seed", "stage1"]  # not "seeds": a prefix is not a key
+    recorded = {**CONFIG, "output_dir": "y", "provenance": {"train": {"content_sha256": "ab"}}}
+    assert config_diff(recorded, CONFIG) == []  # what a run writes itself is not a config difference...
+    assert config_diff(recorded, CONFIG, ("provenance.train",)) == ["provenance.train.content_sha256"]  # ...unless named
+    run = tmp_path / "run"
+    _fake_checkpoint(run, 1, old)
+    with pytest.raises(CheckpointError, match=r"\(seed: 0 -> 1\)"):
+        prepare_output_dir(run, {**old, "seed": 1}, resume="latest", fixed_keys=("seed",))
+
+
+def test_a_checkpoint_that_records_no_data_content_cannot_be_resumed_on_trust(tmp_path):
+    """A checkpoint saved before runs recorded their data's content: refused, saying why, not as 'other data'."""
+    from fsqtok.training.checkpoint import check_resume_config
+
+    run = tmp_path / "run"
+    _fake_checkpoint(run, 1, CONFIG)
+    ckpt = run / "checkpoints" / "step-000001"
+    now = {**CONFIG, "provenance": {"train": {"content_sha256": "ab"}}}
+    with pytest.raises(CheckpointError, match=r"records no training data \(provenance.train; saved by an older "
+                                              r"fsqtok\).*--overwrite"):
+        check_resume_config(ckpt, now, ("provenance.train",), what="training data")
+    _fake_checkpoint(run, 2, {**CONFIG, "provenance": {"train": {"content_sha256": "cd"}}})
+    with pytest.raises(CheckpointError, match=r"another training data \(provenance.train.content_sha256: 'cd' -> 'ab'"):
+        check_resume_config(run / "checkpoints" / "step-000002", now, ("provenance.train",), what="training data")
+    check_resume_config(run / "checkpoints" / "step-000002", {**now, "provenance": {"train": {"content_sha256": "cd"}}},
+                        ("provenance.train",))
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "optimizer.bin"])
+def test_a_corrupt_checkpoint_file_is_one_line_naming_it_and_the_previous_checkpoint(make_accelerator, tmp_path, name):
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
+    ckpt.start(CONFIG)
+    train_steps(model, opt, state, 2, ckpt)
+    bad = tmp_path / "checkpoints" / "step-000002" / name
+    bad.write_bytes(b"\x00" * 7 + bad.read_bytes()[:50])
+    acc, model, opt, state, ckpt = setup(make_accelerator, tmp_path)
+    with pytest.raises(CheckpointError) as e:
+        ckpt.start(CONFIG, resume_from=tmp_path / "checkpoints" / "step-000002")
+    msg = str(e.value)
+    assert "\n" not in msg and str(bad) in msg and "weights_only" not in msg
+    assert f"--resume {tmp_path / 'checkpoints' / 'step-000001'}" in msg  # the previous complete checkpoint

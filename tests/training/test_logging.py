@@ -96,3 +96,12 @@ def test_tensorboard_scalars_and_images(make_accelerator, tmp_path):
 
 def test_fmt():
     assert fmt({"loss": 0.123456, "lr": 1e-4}) == "loss=0.1235 lr=0.0001"
+
+
+def test_evaluation_reaches_the_console_train_log_and_metrics(make_accelerator, tmp_path, capsys):
+    log = TrainLogger(make_accelerator(tmp_path), tmp_path, total_steps=4, tensorboard=False, progress_bar=False)
+    log.evaluation({"loss": 1.23456}, 2, "data.val")
+    log.close()
+    line = "eval step 2 (data.val) loss=1.235"
+    assert line in capsys.readouterr().out and line in (tmp_path / "train.log").read_text()
+    assert rows(tmp_path) == [{"kind": "eval", "step": 2, "loss": 1.23456}]

@@ -77,15 +77,26 @@ def save_classifier(model: LeNet, folder: str | Path, meta: dict[str, Any]) -> d
 
 
 def load_classifier(folder: str | Path) -> tuple[LeNet, dict]:
-    """A folder of :func:`save_classifier` -> (the eval-mode classifier, its metadata)."""
+    """A folder of :func:`save_classifier` -> (the eval-mode classifier, its metadata); ``FileNotFoundError``
+    when missing, ``ValueError`` (one line naming the file) when corrupt or of another architecture."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     folder = Path(folder)
     if not (folder / WEIGHTS).is_file() or not (folder / META).is_file():
         raise FileNotFoundError(f"{folder}: no {WEIGHTS} + {META}; train one with scripts/train_classifier.py")
-    meta = json.loads((folder / META).read_text())
-    model = LeNet(tuple(meta["arch"]["channels"]), meta["arch"]["feature_dim"], meta["arch"]["num_classes"])
-    model.load_state_dict(load_file(folder / WEIGHTS))
+    try:
+        meta = json.loads((folder / META).read_text())
+        model = LeNet(tuple(meta["arch"]["channels"]), meta["arch"]["feature_dim"], meta["arch"]["num_classes"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{folder / META}: not this script's metadata ({type(e).__name__}: {e}); "
+                         "train the classifier again with scripts/train_classifier.py") from None
+    try:
+        model.load_state_dict(load_file(folder / WEIGHTS))
+    except (SafetensorError, RuntimeError) as e:
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{folder / WEIGHTS}: unreadable or not this classifier's weights ({detail}); "
+                         "train the classifier again with scripts/train_classifier.py") from None
     return model.eval(), meta
 
 

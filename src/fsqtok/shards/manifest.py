@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -117,6 +118,28 @@ def clear_output(out: Path) -> None:
     for name in (RUN_FILE, MANIFEST_FILE, f".{RUN_FILE}.tmp", f".{MANIFEST_FILE}.tmp"):
         if (out / name).exists():
             os.remove(out / name)
+
+
+def content_identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What a finished shards output IS, whatever its path: the tokenizer's weights hash, codebook size
+    and stages, the row count, and ``content_sha256`` (a sha256 over its shards' own sha256s, in order).
+
+    Re-tokenizing the same images with another tokenizer, or other images, changes it; moving or
+    renaming the folder does not. Training runs record it and compare it on resume.
+    """
+    tok = manifest["tokenizer"]
+    digest = hashlib.sha256("\n".join(s["sha256"] for s in manifest["shards"]).encode()).hexdigest()
+    return {"tokenizer_sha256": tok["weights_sha256"], "codebook_size": int(tok["codebook_size"]),
+            "num_stages": int(tok.get("num_stages", 1)), "rows": int(manifest["totals"]["rows"]),
+            "content_sha256": digest}
+
+
+TOKEN_SPACE = ("tokenizer_sha256", "codebook_size", "num_stages", "grid")
+
+
+def token_space_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``"key: a -> b"`` for each :data:`TOKEN_SPACE` entry (present in either) where two identities differ."""
+    return [f"{k}: {a.get(k)} -> {b.get(k)}" for k in TOKEN_SPACE if (k in a or k in b) and a.get(k) != b.get(k)]
 
 
 def build_manifest(out: Path, record: dict[str, Any], num_shards: int, num_keys: int,

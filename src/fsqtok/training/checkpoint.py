@@ -72,14 +72,22 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+RUN_WRITTEN = ("output_dir", "provenance")  # set by the run itself, not given: compared only when named in keys
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    """Whether dotted ``key`` is one of ``prefixes`` or lies in one of those sections."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] | None = None) -> list[str]:
-    """Dotted keys whose values differ (``output_dir`` excluded); only under ``keys`` prefixes if given."""
+    """Dotted keys whose values differ: only under ``keys`` prefixes if given, else all but
+    :data:`RUN_WRITTEN` (``output_dir``, and the ``provenance`` a recipe records of its data)."""
     a, b = _flat(old), _flat(new)
-    diff = sorted(k for k in a.keys() | b.keys() if k != "output_dir" and a.get(k) != b.get(k))
-    if keys is not None:
-        prefixes = tuple(keys)
-        diff = [k for k in diff if any(k == p or k.startswith(p + ".") for p in prefixes)]
-    return diff
+    diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    if keys is None:
+        return [k for k in diff if not _under(k, RUN_WRITTEN)]
+    return [k for k in diff if _under(k, tuple(keys))]
 
 
 def _read_config(path: Path) -> dict[str, Any] | None:
@@ -136,15 +144,53 @@ def prepare_output_dir(output_dir: str | Path, config: Mapping[str, Any], *, res
         if own and newer:
             raise CheckpointError(f"--resume {resume}: {out / 'checkpoints'} holds newer checkpoints ({', '.join(newer)}) "
                                   "that a resumed run would mix with; resume from the newest or move them away")
-    saved = _read_config(path / "config.yaml") or _read_config(path.parent.parent / "config.yaml")
-    if saved is not None:
-        diff = config_diff(saved, config, fixed_keys)
-        if diff:
-            flat_old, flat_new = _flat(saved), _flat(config)
-            changes = "; ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in diff[:3])
-            raise CheckpointError(f"--resume {path}: the checkpoint was trained with another model config ({changes}); "
-                                  "resume with the config it was trained with")
+    check_resume_config(path, config, fixed_keys)
     return path
+
+
+def check_resume_config(checkpoint: Path, config: Mapping[str, Any], keys: Iterable[str],
+                        what: str = "model config") -> None:
+    """Raise :class:`CheckpointError` when ``config`` differs under ``keys`` from the config that wrote
+    ``checkpoint`` (its own ``config.yaml``, else its run's). Recipes call it again once they know
+    what their data is (e.g. a ``provenance`` section of content hashes), since paths prove nothing."""
+    saved = _read_config(checkpoint / "config.yaml") or _read_config(checkpoint.parent.parent / "config.yaml")
+    keys = tuple(keys)
+    diff = config_diff(saved, config, keys) if saved is not None else []
+    if diff and not any(_under(k, keys) for k in _flat(saved)):
+        raise CheckpointError(f"--resume {checkpoint}: the checkpoint records no {what} ({', '.join(keys)}; saved by "
+                              "an older fsqtok), so what it was trained on cannot be checked; start over with --overwrite")
+    if diff:
+        flat_old, flat_new = _flat(saved), _flat(config)
+        changes = "; ".join(f"{k}: {flat_old.get(k)!r} -> {flat_new.get(k)!r}" for k in diff[:3])
+        raise CheckpointError(f"--resume {checkpoint}: the checkpoint was trained with another {what} ({changes}); "
+                              "resume with the config and data it was trained with")
+
+
+def unreadable_file(folder: Path) -> tuple[Path, str] | None:
+    """The first file of a checkpoint folder that cannot be read back (``.safetensors`` headers and
+    tensors; ``.bin``/``.pt``/``.pkl`` by their zip CRCs or pickle opcodes, never unpickled), with a short reason."""
+    import pickletools
+    import zipfile
+
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    for p in sorted(folder.rglob("*")):
+        try:
+            if p.suffix == ".safetensors":
+                load_file(p)
+            elif p.suffix in (".bin", ".pt", ".pkl") and zipfile.is_zipfile(p):  # torch.save's format
+                with zipfile.ZipFile(p) as z:
+                    if z.testzip() is not None:
+                        raise zipfile.BadZipFile("a member fails its CRC check")
+            elif p.suffix in (".bin", ".pt", ".pkl"):
+                for _ in pickletools.genops(p.read_bytes()):
+                    pass
+        except SafetensorError as e:
+            return p, str(e).splitlines()[0] if str(e) else "not a safetensors file"
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError):
+            return p, "not a readable PyTorch file"
+    return None
 
 
 class Checkpointer:
@@ -177,10 +223,8 @@ class Checkpointer:
         if resume_from is not None:
             try:
                 self.accelerator.load_state(str(resume_from))
-            except (RuntimeError, ValueError, KeyError, OSError) as e:
-                lines = [s.strip() for s in str(e).splitlines() if s.strip()]
-                detail = next((s for s in lines if "mismatch" in s or "Missing" in s), lines[0] if lines else type(e).__name__)
-                raise CheckpointError(f"--resume {resume_from}: the checkpoint does not fit this run ({detail})") from None
+            except Exception as e:  # safetensors, pickle and torch errors alike: one line, never PyTorch's advice
+                raise self._load_error(Path(resume_from), e) from None
         if self.main:
             if overwrite:
                 for name in (*RUN_FILES, "logs", self.model_dir):
@@ -257,6 +301,19 @@ class Checkpointer:
         self.accelerator.wait_for_everyone()
         self.accelerator.end_training()
         return code
+
+    def _load_error(self, path: Path, error: Exception) -> CheckpointError:
+        """The one line for a checkpoint that failed to load: the unreadable file and the checkpoint
+        before it when a file is corrupt, else the first line that says why the state does not fit."""
+        bad = unreadable_file(path)
+        if bad is not None:
+            older = [p for p in checkpoint_dirs(self.output_dir) if step_of(p) < step_of(path)] if path.name[5:].isdigit() else []
+            hint = f"resume from the previous one (--resume {older[-1]})" if older else "start over (--overwrite)"
+            return CheckpointError(f"--resume {path}: {bad[0]} is unreadable ({bad[1]}); the checkpoint is corrupt or "
+                                   f"truncated: {hint}")
+        lines = [s.strip() for s in str(error).splitlines() if s.strip()]
+        detail = next((s for s in lines if "mismatch" in s or "Missing" in s), lines[0] if lines else type(error).__name__)
+        return CheckpointError(f"--resume {path}: the checkpoint does not fit this run ({detail})")
 
     def last_good(self) -> Path | None:
         """The newest complete checkpoint of this run, if any."""

@@ -157,6 +157,13 @@ class TrainLogger:
         self.jsonl.write(json.dumps({"kind": kind, "step": step, **values}) + "\n")
         self.jsonl.flush()
 
+    def evaluation(self, values: Mapping[str, float], step: int, source: str, kind: str = "eval") -> None:
+        """Held-out metrics everywhere at once: TensorBoard and ``metrics.jsonl`` (:meth:`scalars`) and the
+        line ``eval step N (source) loss=...`` on the console and in ``train.log``. ``source`` names the
+        data they were measured on (e.g. ``data.val``)."""
+        self.scalars(values, step, kind=kind)
+        self.line(f"{kind} step {step} ({source}) {fmt(values)}")
+
     def images(self, tag: str, image: Tensor, step: int) -> None:
         """A ``(3, H, W)`` image in [0, 1] (e.g. a grid of samples) to TensorBoard."""
         if self.tb is not None:

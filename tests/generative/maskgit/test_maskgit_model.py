@@ -300,3 +300,26 @@ def test_sampling_decodes_only_with_the_tokenizer_that_made_the_tokens(tmp_path)
         load_matching_tokenizer(dataclasses.replace(cfg, tokenizer_sha256=None))
     with pytest.raises(TokenizerMismatch, match="expects 1000 codes"):
         load_matching_tokenizer(dataclasses.replace(cfg, codebook_size=1000))
+
+
+def test_the_tokenizer_is_found_explicit_then_recorded_then_inside_the_model_folder(tmp_path):
+    import shutil
+
+    from fsqtok.generative.maskgit.sampling import resolve_tokenizer, tokenizer_hash
+
+    tok = tiny_tokenizer(tmp_path / "tok", 0)
+    cfg = dataclasses.replace(SMALL, codebook_size=25, grid=(2, 2), tokenizer=str(tmp_path / "tok"),
+                              tokenizer_sha256=tokenizer_hash(tok, "x"))
+    MaskGIT(cfg).save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m" / "tokenizer")
+    shutil.copytree(tmp_path / "tok", tmp_path / "copy")
+    assert resolve_tokenizer(cfg, str(tmp_path / "copy"), tmp_path / "m")[1] == str(tmp_path / "copy")
+    assert resolve_tokenizer(cfg, None, tmp_path / "m")[1] == str(tmp_path / "tok")
+    shutil.rmtree(tmp_path / "tok")  # the recorded location is gone: the model folder's own copy
+    assert resolve_tokenizer(cfg, None, tmp_path / "m")[1] == str(tmp_path / "m" / "tokenizer")
+    with pytest.raises(FileNotFoundError, match=r"no such folder"):  # an explicit one that fails is not replaced
+        resolve_tokenizer(cfg, str(tmp_path / "tok"), tmp_path / "m")
+    shutil.rmtree(tmp_path / "m" / "tokenizer")
+    with pytest.raises(FileNotFoundError) as e:
+        resolve_tokenizer(cfg, None, tmp_path / "m")
+    assert "\n" not in str(e.value) and str(tmp_path / "tok") in str(e.value) and "--tokenizer" in str(e.value)

@@ -6,6 +6,7 @@ Used by ``scripts/sample_maskgit.py`` and by the MaskGIT recipe's TensorBoard sa
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -25,29 +26,47 @@ def tokenizer_hash(tok: Any, source: str) -> str:
 
 
 def load_matching_tokenizer(config: Any, source: str | None = None) -> Any:
-    """Load the tokenizer a generative model's config names (or ``source`` instead) and check its weights.
+    """:func:`resolve_tokenizer` without a model folder to fall back to; the tokenizer only."""
+    return resolve_tokenizer(config, source)[0]
 
-    Raises :class:`TokenizerMismatch` when its weights hash differs from ``config.tokenizer_sha256``,
+
+def resolve_tokenizer(config: Any, source: str | None = None, model_dir: str | Path | None = None) -> tuple[Any, str]:
+    """Load the tokenizer of a generative model and check its weights; return it and where it came from.
+
+    Tried in this order: ``source`` (an explicit ``--tokenizer``: a failure is final), the location
+    ``config.tokenizer`` records, then ``model_dir/tokenizer`` (the copy a training run saves inside
+    the model folder). Raises ``FileNotFoundError`` (one line naming what was tried) when none loads,
+    and :class:`TokenizerMismatch` when its weights hash differs from ``config.tokenizer_sha256``,
     when the config records no hash, or when its codebook or stages do not fit the model.
     """
     from ...tokenizers import load_tokenizer
 
-    source = source or config.tokenizer
-    if not source:
-        raise TokenizerMismatch("the model's config names no tokenizer; pass one (--tokenizer)")
     if not config.tokenizer_sha256:
         raise TokenizerMismatch("the model's config records no tokenizer_sha256, so no tokenizer can be checked "
                                 "against it; set it to the sha256 of the tokenizer's model.safetensors")
-    tok = load_tokenizer(source)
-    digest = tokenizer_hash(tok, str(source))
+    own = Path(model_dir) / "tokenizer" if model_dir is not None else None
+    tried = [source] if source else [s for s in (config.tokenizer, own and str(own)) if s]
+    if not tried:
+        raise TokenizerMismatch("the model's config names no tokenizer; pass one (--tokenizer)")
+    for where in tried:
+        try:
+            tok = load_tokenizer(where)
+            break
+        except FileNotFoundError as e:
+            if source:
+                raise
+            if where == tried[-1]:
+                raise FileNotFoundError(f"the model's tokenizer is at none of {', '.join(tried)} ({e}); "
+                                        "pass it with --tokenizer") from None
+    digest = tokenizer_hash(tok, str(where))
     if digest != config.tokenizer_sha256:
-        raise TokenizerMismatch(f"tokenizer {source} has other weights (sha256 {digest[:12]}...) than the one the "
+        raise TokenizerMismatch(f"tokenizer {where} has other weights (sha256 {digest[:12]}...) than the one the "
                                 f"model was trained on ({config.tokenizer_sha256[:12]}..., {config.tokenizer}); "
                                 "pass the matching tokenizer with --tokenizer")
     if tok.num_stages != 1 or tok.codebook_size != config.codebook_size:
-        raise TokenizerMismatch(f"tokenizer {source}: {tok.codebook_size} codes x {tok.num_stages} stage(s), "
+        raise TokenizerMismatch(f"tokenizer {where}: {tok.codebook_size} codes x {tok.num_stages} stage(s), "
                                 f"the model expects {config.codebook_size} codes x 1 stage")
-    return tok.eval()
+    return tok.eval(), str(where)
 
 
 @torch.no_grad()
