@@ -18,7 +18,11 @@ What one run writes under ``output_dir`` (a folder holds one run: a used one is 
     tokenizer/                   the final Hub-format tokenizer (pushed when push_to_hub=true)
     metrics.jsonl                one JSON line per log interval (and evaluation), main process only
     train.log                    the same as plain text; TensorBoard runs under logs/
-    config.yaml                  the resolved config
+    config.yaml                  the resolved config, with ``trained_on``: the content hashes of the train and val
+                                 data, also named in the tokenizer's config.json; --resume refuses other data
+
+A folder source without ``data.val_path`` has no held-out items: its metrics are measured on the training
+files and logged as ``train_set``, never as ``eval``.
 
 Exit status: 0 done, 1 error (e.g. non-finite loss: the last good checkpoint is kept), 2 bad
 arguments, 130 stopped by Ctrl-C after saving a checkpoint.
@@ -39,7 +43,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
-from fsqtok.data import DataError, DecodeFailures, EpochSampler, build_dataset, collate
+from fsqtok.data import (DataError, DecodeFailures, EpochSampler, build_dataset, collate, dataset_fingerprint,
+                         metrics_kind, metrics_note, split_sizes)
 from fsqtok.losses import TokenizerLoss, TokenizerLossConfig, build_discriminator, last_decoder_weight
 from fsqtok.quantizers.stats import MAX_DENSE_CODEBOOK
 from fsqtok.tokenizers import (AudioConfig, AudioTokenizer, DepthConfig, DepthTokenizer, ImageConfig, ImageTokenizer,
@@ -66,7 +71,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "source": "samples",  # samples (built-in real media) | folder
         "path": None,  # folder of training files (source=folder)
-        "val_path": None,  # folder of held-out files; default: path
+        "val_path": None,  # folder of held-out files; none: metrics on the training files, logged as train_set
         "num_train": 256,  # samples source: training items
         "num_val": 32,  # samples source: held-out items
         "sample_seed": 0,  # samples source: which crops / clips
@@ -103,6 +108,7 @@ DEFAULTS: dict[str, Any] = {
     "push_to_hub": False,  # push the final tokenizer/ folder
     "hub_model_id": None,  # e.g. user/fsqtok-image
     "hub_private": False,
+    "trained_on": None,  # written by the run, never read: content hashes of its train and val data
 }
 
 
@@ -161,10 +167,14 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
         tokenizer_config(cfg)
     except (TypeError, ValueError) as e:
         c.error(f"tokenizer: {e}")
-    try:
+    c.done()
+    try:  # what the run trains on, by content: a resume compares these, not the paths that name them
+        sample_rate, channels = cfg.tokenizer.get("sample_rate", 16000), cfg.tokenizer.get("in_channels")
+        cfg["trained_on"] = {f"{split}_data": dataset_fingerprint(cfg.modality, cfg.data, split, sample_rate, channels)
+                             for split in ("train", "val")}
         resume_from = prepare_output_dir(cfg.output_dir, cfg.to_dict(), resume=resume, overwrite=overwrite,
-                                         fixed_keys=("modality", "tokenizer"))
-    except (RecipeConfigError, CheckpointError) as e:
+                                         fixed_keys=("modality", "tokenizer", "trained_on"))
+    except (RecipeConfigError, CheckpointError, DataError) as e:
         c.error(str(e))
     c.done()
     return resume_from
@@ -199,6 +209,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     val_dl = DataLoader(val_set, shuffle=False, **loader_kw)
     tokenizer, optimizer, scheduler, train_dl, val_dl = accelerator.prepare(tokenizer, optimizer, scheduler, train_dl, val_dl)
     raw = accelerator.unwrap_model(tokenizer)
+    raw.trained_on = dict(cfg.trained_on)  # named in the saved config.json
     ema = EMA(raw, oc.ema_decay) if oc.ema_decay > 0 else None
     raw_disc = d_opt = None
     if disc is not None:
@@ -222,8 +233,10 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
         log.line(f"resumed from {resume_from} at step {state.step}" if resume_from else
                  f"--resume: no complete checkpoint in {run_dir / 'checkpoints'}; starting from step 0")
     log.line(f"training {cfg.modality} tokenizer: {sum(p.numel() for p in raw.parameters()):,} parameters, "
-             f"{len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
+             f"{split_sizes(cfg.data, len(train_set), len(val_set))} items, global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
+    if metrics_note(cfg.data):
+        log.line(metrics_note(cfg.data))
     last_layer, failures = last_decoder_weight(raw), DecodeFailures(cfg.data.max_decode_failures)
     code = 0
     with StopRequest() as stop:  # Ctrl-C / SIGTERM: finish the step, save, exit 130; a second Ctrl-C stops at once
@@ -263,8 +276,9 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
             if every_or_final(cfg.log.eval_every, state.step, final):
                 with ema_weights():
                     metrics = evaluate(tokenizer, val_dl, accelerator, cfg.modality)
-                log.scalars(metrics, state.step, kind="eval")
-                log.line(f"eval step {state.step} {fmt(metrics)}")
+                kind = metrics_kind(cfg.data)  # "eval", or "train_set" without held-out files
+                log.scalars(metrics, state.step, kind=kind)
+                log.line(f"{kind} step {state.step} {fmt(metrics)}")
             if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
                 code = EXIT_STOPPED if flags.stop else 0
                 break

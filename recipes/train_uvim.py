@@ -10,6 +10,10 @@ not derived from the stage-I model (stage II). Data: the offline synthetic pairs
 (``data.source=folder data.path=DIR``) your own pairs through the shared paired layer (``UViMFolderPairs``).
 Stage II trains on the codes the frozen stage-I oracle makes of each target; its model folder holds the
 stage-I model it was trained with in ``stage1/``, named in its config.json by path and weights hash.
+Both stages record what they trained on by content (``trained_on``: the data's fingerprints and, for
+stage II, the stage-I weights hash) in config.yaml and the model's config.json; ``--resume`` refuses a
+run whose data or stage-I model changed, whatever their paths. A folder source without ``data.val_path``
+has no held-out pairs: its metrics are measured on the training pairs and logged as ``train_set``.
 
 What one run writes under ``output_dir`` (as every fsqtok recipe: ``--resume`` continues a run,
 ``--overwrite`` replaces it):
@@ -28,7 +32,6 @@ import argparse
 import contextlib
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +40,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
-from fsqtok.data import DataError, EpochSampler
+from fsqtok.data import DataError, EpochSampler, metrics_kind, metrics_note, split_sizes
 from fsqtok.datasets.uvim_pairs import UViMFolderPairs, UViMPairs
 from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1
 from fsqtok.generative.uvim.evaluation import evaluate
@@ -67,7 +70,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {
         "source": "synthetic",  # synthetic (offline pairs, fsqtok.datasets.uvim_pairs) | folder (your pairs)
         "path": None,  # folder source: training pairs (image/ + depth/ | semantic/ + instance/ sub-folders)
-        "val_path": None,  # folder source: held-out pairs; default: path
+        "val_path": None,  # folder source: held-out pairs; none: metrics on the training pairs, logged as train_set
         "num_train": 4096,  # synthetic source: training pairs
         "num_val": 64,  # synthetic source: held-out pairs
         "seed": 0,
@@ -83,6 +86,7 @@ DEFAULTS: dict[str, Any] = {
     "push_to_hub": False,
     "hub_model_id": None,
     "hub_private": False,
+    "trained_on": None,  # written by the run, never read: content hashes of its data (and stage-I model)
 }
 
 
@@ -116,13 +120,35 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
         build_stage1(cfg) if cfg.stage == 1 else UViMLMConfig(**cfg.lm, **STEM_PLACEHOLDER.get(cfg.lm.stem, {}))
     except (ConfigError, TypeError, ValueError) as e:
         c.error(f"{'model' if cfg.stage == 1 else 'lm'}: {e}")
-    try:
+    c.done()
+    try:  # what the run trains on, by content: a resume compares these, not the paths that name them
+        cfg["trained_on"] = trained_on(cfg, *build_inputs(cfg))
         resume_from = prepare_output_dir(cfg.output_dir, cfg.to_dict(), resume=resume, overwrite=overwrite,
-                                         fixed_keys=("stage", "task", "model", "lm", "stage1"))
-    except (CheckpointError, ValueError) as e:
+                                         fixed_keys=("stage", "task", "model", "lm", "trained_on"))
+    except (CheckpointError, DataError, ValueError) as e:
         c.error(str(e))
     c.done()
     return resume_from
+
+
+def build_inputs(cfg) -> tuple[UViMStage1, UViMStage1 | None, torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """``(stage-I model to train or frozen, the stage-I model stage II reads or None, train set, val set)``."""
+    frozen = load_stage1(cfg) if cfg.stage == 2 else None
+    stage1 = frozen if frozen is not None else build_stage1(cfg)
+    size, d = stage1.config.image_size, cfg.data
+    if d.source == "folder":  # without val_path the "val" set is the training pairs: metrics_kind says train_set
+        train_set = UViMFolderPairs(cfg.task, d.path, size, train=True, seed=cfg.seed)
+        val_set = UViMFolderPairs(cfg.task, d.val_path or d.path, size, train=False)
+    else:
+        train_set = UViMPairs(cfg.task, "train", d.num_train, size, d.seed, cache=d.cache, cache_dir=d.cache_dir)
+        val_set = UViMPairs(cfg.task, "val", d.num_val, size, d.seed)
+    return stage1, frozen, train_set, val_set
+
+
+def trained_on(cfg, stage1, frozen, train_set, val_set) -> dict[str, str]:
+    """The run's inputs by content hash: ``train_data``, ``val_data`` and (stage II) ``stage1`` weights."""
+    named = {"train_data": train_set.fingerprint(), "val_data": val_set.fingerprint()}
+    return {**named, **({"stage1": frozen.weights_hash()} if frozen is not None else {})}
 
 
 def load_stage1(cfg) -> UViMStage1:
@@ -142,21 +168,14 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     resume_from = check_config(cfg, resume, overwrite)
     run_dir, oc = Path(cfg.output_dir), cfg.optim
     set_seed(cfg.seed)
-    if cfg.stage == 1:
-        stage1 = model = build_stage1(cfg)
+    stage1, frozen, train_set, val_set = build_inputs(cfg)  # the stage-I weights are seeded after set_seed
+    if frozen is None:
+        model = stage1
     else:
-        stage1 = load_stage1(cfg)
-        model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm))
+        model = UViMLM(UViMLMConfig.for_stage1(stage1, "stage1", **cfg.lm)).attach_stage1(stage1)
         if model.config.stem == "stage1":  # start from the stage-I trunk (a resumed run then loads its own weights)
             model.init_stem_from(stage1)
-    size = stage1.config.image_size
-    d = cfg.data
-    if d.source == "folder":
-        train_set = UViMFolderPairs(cfg.task, d.path, size, train=True, seed=cfg.seed)
-        val_set = UViMFolderPairs(cfg.task, d.val_path or d.path, size, train=False)
-    else:
-        train_set = UViMPairs(cfg.task, "train", d.num_train, size, d.seed, cache=d.cache, cache_dir=d.cache_dir)
-        val_set = UViMPairs(cfg.task, "val", d.num_val, size, d.seed)
+    model.trained_on = dict(cfg.trained_on)  # named in the saved config.json
     accelerator = build_accelerator(run_dir, mixed_precision=cfg.mixed_precision, tensorboard=cfg.log.tensorboard,
                                     gradient_accumulation_steps=oc.gradient_accumulation_steps)
     if len(train_set) < cfg.data.batch_size * accelerator.num_processes:
@@ -175,12 +194,9 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     accelerator.register_for_checkpointing(state, *([ema] if ema is not None else []))
     averaged = (lambda: ema.swapped_into(raw)) if ema is not None else contextlib.nullcontext
 
-    def save_model(path: Path) -> None:  # EMA weights when enabled; stage II carries its stage-I model
+    def save_model(path: Path) -> None:  # EMA weights when enabled; stage II writes its stage-I model in stage1/
         with averaged():
             raw.save_pretrained(path)
-        if cfg.stage == 2:
-            shutil.rmtree(path / "stage1", ignore_errors=True)
-            stage1.save_pretrained(path / "stage1")
 
     ckpt = Checkpointer(accelerator, run_dir, every=cfg.checkpoint.every, keep_last=cfg.checkpoint.keep_last,
                         save_model=save_model, model_dir="model")
@@ -188,9 +204,12 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
     log = TrainLogger.for_recipe(accelerator, cfg, state.step)
     if resume_from is not None:
         log.line(f"resumed from {resume_from} at step {state.step}")
+    if metrics_note(cfg.data):
+        log.line(metrics_note(cfg.data))
     log.line(f"training UViM stage {cfg.stage} ({cfg.task}, {stage1.config.quantizer}"
              f"{', no code' if stage1.config.no_code else ''}): {sum(p.numel() for p in raw.parameters()):,} "
-             f"parameters, {len(train_set)} train / {len(val_set)} val items, global batch {log.global_batch}, "
+             f"parameters, {split_sizes(cfg.data, len(train_set), len(val_set))} items, "
+             f"global batch {log.global_batch}, "
              f"{accelerator.num_processes} process(es) on {accelerator.device}, steps {state.step} -> {cfg.max_steps}")
     code = 0
     with StopRequest() as stop:  # dataset=: the random crops of folder pairs depend on (seed, epoch, index)
@@ -225,8 +244,9 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
                     mode = "lm" if cfg.stage == 2 else ("no_code" if stage1.config.no_code else "oracle")
                     metrics = evaluate(stage1, val_dl, mode, raw if cfg.stage == 2 else None,
                                        gather=accelerator.gather_for_metrics)
-                log.scalars(metrics, state.step, kind="eval")
-                log.line(f"eval step {state.step} ({mode}) {fmt(metrics)}")
+                kind = metrics_kind(cfg.data)  # "eval", or "train_set" without held-out pairs
+                log.scalars(metrics, state.step, kind=kind)
+                log.line(f"{kind} step {state.step} ({mode}) {fmt(metrics)}")
             if ckpt.end_step(log, state.step, final=final, stop=flags.stop):
                 code = EXIT_STOPPED if flags.stop else 0
                 break

@@ -22,8 +22,8 @@ import json
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from .cli_support import (OneLineParser, UsageError, check_device, exit_process, finite_float, model_source,
-                          positive_int, run_command)
+from .cli_support import (OneLineParser, UsageError, check_device, check_output, exit_process, finite_float,
+                          model_source, positive_int, run_command)
 
 # output extension used by `decode` when -o is a folder
 DEFAULT_EXT = {"image": ".png", "depth": ".npy", "audio": ".wav", "video": ".mp4"}
@@ -216,6 +216,8 @@ def cmd_decode(args: argparse.Namespace) -> int:
         _check_output(tok, args.output)
     check_same_tokenizer(tok, meta, args.tokens, args.tokenizer)
     names = output_names([item["source"] for item in meta["items"]], DEFAULT_EXT[tok.modality])
+    for name in names:
+        check_output(out if out.suffix else out / name, [args.tokens])
     for i, (item, t, name) in enumerate(zip(meta["items"], tokens, names)):
         y = _decode_item(tok, t, item, args.num_stages, f"{args.tokens}: item {i} ({item['source']})")
         target = out if out.suffix else out / name
@@ -225,6 +227,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
+    check_output(args.output, [args.input])
     tok = _load(args.tokenizer, args.device)
     _check_num_stages(tok, args.num_stages)
     _check_output(tok, args.output)

@@ -71,6 +71,18 @@ def model_source(text: str) -> str:
     return text
 
 
+def check_output(output: str | os.PathLike, inputs: Sequence[str | os.PathLike], flag: str = "-o") -> None:
+    """Refuse, before any work, an output that is one of the command's ``inputs`` (writing it would replace
+    the input): a :class:`UsageError` line naming both. The same file by another path (``./x``, a link) counts."""
+    out = os.path.realpath(output)
+    for given in inputs:
+        same = os.path.samefile(output, given) if os.path.exists(output) and os.path.exists(given) else \
+            out == os.path.realpath(given)
+        if same:
+            raise UsageError(f"{flag} {output}: is the input {given}; writing it would replace the input, "
+                             "so give another output file")
+
+
 def check_device(text: str) -> str:
     """argparse type for ``--device``: a torch device that exists on this machine (cpu, cuda[:i], mps)."""
     import torch

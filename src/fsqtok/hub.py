@@ -3,13 +3,15 @@
 A saved model is a folder (or a Hub repo) holding::
 
     model.safetensors   the state dict (tied tensors stored once); safetensors metadata {"format": "pt"}
-    config.json         {"model_type": ..., "fsqtok_version": ..., **config.to_dict()}
+    config.json         {"model_type": ..., "fsqtok_version": ..., "trained_on": {...}, **config.to_dict()}
     README.md           a model card (front matter from the mixin, body from :meth:`HubMixin.model_card_body`)
 
 Loading is strict: an unknown model type, invalid config fields, and missing, unexpected or
 mis-shaped weights are errors whose one-line message names the folder; pickled weights are never
 read. ``model.safetensors`` is written byte-for-byte as :meth:`HubMixin.weights_hash` hashes it,
 so ``sha256sum model.safetensors`` of a folder saved by this version equals the model's hash.
+``trained_on`` (optional; :attr:`HubMixin.trained_on`) names by content hash the data and models a
+recipe trained the model on; it survives a load and a re-save (``push_to_hub``).
 
 A model class mixes :class:`HubMixin` into an ``nn.Module`` and sets ``model_type`` and
 ``config_class`` (a frozen dataclass with ``to_dict()`` / ``from_dict()``); its ``__init__`` takes
@@ -43,7 +45,7 @@ from .files import atomic_write_bytes
 REPO_URL = "https://github.com/fsqtok/fsqtok"
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
-RESERVED_KEYS = ("model_type", "fsqtok_version")  # config.json keys that are not config fields
+RESERVED_KEYS = ("model_type", "fsqtok_version", "trained_on")  # config.json keys that are not config fields
 
 # model_type -> "module:Class" (or a class, for types registered at run time). MaskGIT and UViM add a line each.
 MODEL_TYPES: dict[str, str | type] = {
@@ -191,13 +193,15 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
     model_type: ClassVar[str] = ""
     config_class: ClassVar[type] = object
     config: Any
+    trained_on: dict[str, str] | None = None  # what a recipe trained it on: {"train_data": sha256, ...}
 
     # -- hooks
     def hub_config(self) -> dict[str, Any]:
         """The content of config.json: ``model_type``, ``fsqtok_version`` and every config field."""
         from .version import __version__  # read at call time: a test may change it
 
-        return {"model_type": self.model_type, "fsqtok_version": __version__, **self.config.to_dict()}
+        trained = {"trained_on": dict(self.trained_on)} if self.trained_on else {}
+        return {"model_type": self.model_type, "fsqtok_version": __version__, **trained, **self.config.to_dict()}
 
     @classmethod
     def config_from_hub(cls, raw: dict[str, Any], source: str) -> Any:
@@ -267,15 +271,22 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
         local_files_only: bool = False,
         revision: str | None = None,
         map_location: str | torch.device = "cpu",
+        subfolder: str = "",
     ) -> M:
         """Load a model saved by ``save_pretrained`` (folder or Hub repo id), in eval mode on ``map_location``.
 
         config.json's model type picks the class; it must be ``cls`` or a subclass (so a base
-        class such as ``Tokenizer`` loads any tokenizer).
+        class such as ``Tokenizer`` loads any tokenizer). ``subfolder``: a model saved inside another
+        model's folder or repo (a stage-II UViM LM's ``stage1/``).
         """
         source = str(pretrained_model_name_or_path)
         hub = dict(force_download=force_download, token=token, cache_dir=cache_dir,
                    local_files_only=local_files_only, revision=revision)
+        if subfolder:
+            if looks_local(source) or os.path.isdir(source):
+                source = os.path.join(source, subfolder)
+            else:
+                hub["subfolder"] = subfolder
         raw = read_config(source, **hub)
         klass = model_class(config_model_type(raw, source), source)
         if not issubclass(klass, cls):
@@ -285,7 +296,14 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
             )
         model = klass(klass.config_from_hub(raw, source))
         model.load_weights(resolve_file(source, WEIGHTS_NAME, **hub), source)
+        trained = raw.get("trained_on")
+        model.trained_on = dict(trained) if isinstance(trained, dict) else None
+        model.load_parts(source, hub, map_location)
         return model.to(map_location).eval()  # type: ignore[attr-defined]
+
+    def load_parts(self, source: str, hub: dict[str, Any], map_location: str | torch.device) -> None:
+        """Load what a model's folder holds besides its own weights (none here; a stage-II UViM LM's
+        ``stage1/``). ``hub``: the Hub options :meth:`from_pretrained` got."""
 
     def load_weights(self, path: str | Path, source: str | None = None) -> None:
         """Load a safetensors file strictly: exactly this model's tensors, with their shapes."""

@@ -111,3 +111,19 @@ def test_console_script_no_traceback(tmp_path):
     proc = subprocess.run([*exe, "info", str(tmp_path / "missing")], capture_output=True, text=True)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_reconstruct_never_writes_over_its_input(image_tok, photo, tmp_path, capsys, monkeypatch):
+    """Issue 17 §2.11: -o naming the input (by any path) is refused before any work; the photo is kept."""
+    before = open(photo, "rb").read()
+    monkeypatch.chdir(tmp_path)
+    for same in (photo, "./photo.png"):
+        code, _, err = run(["reconstruct", "--tokenizer", image_tok, photo, "-o", same], capsys)
+        assert code == 2 and err.count("\n") == 1 and "writing it would replace the input" in err
+    assert open(photo, "rb").read() == before
+
+
+def test_a_missing_output_folder_is_not_called_a_missing_file(tmp_path):
+    """A writer whose folder does not exist says so (it read like a missing input: 'd.png: no such file')."""
+    with pytest.raises(media.MediaError, match=r"d\.png: cannot write it: no such folder .*nope \(create it first\)"):
+        media.write_image(str(tmp_path / "nope" / "d.png"), torch.zeros(3, 4, 4))

@@ -253,3 +253,16 @@ def test_a_repo_id_missing_from_the_cache_with_local_files_only_is_one_line(tmp_
         DummyModel.from_pretrained("fsqtok-test/nowhere", local_files_only=True, cache_dir=tmp_path)
     assert str(e.value) == (f"fsqtok-test/nowhere: no such local folder, and Hub repo fsqtok-test/nowhere has no "
                             f"config.json in the Hub cache ({why}); pass a local folder, or download the repo once online")
+
+
+def test_trained_on_is_written_kept_by_a_load_and_a_resave_and_never_a_config_field(saved, tmp_path):
+    """The provenance rule: a model folder names what it was trained on; push_to_hub re-saves a loaded model."""
+    model, folder = saved
+    assert load_pretrained(folder).trained_on is None and "trained_on" not in json.loads((folder / "config.json").read_text())
+    model.trained_on = {"train_data": "a" * 64, "val_data": "b" * 64}
+    model.save_pretrained(tmp_path / "named")
+    loaded = load_pretrained(tmp_path / "named")
+    assert loaded.trained_on == model.trained_on and loaded.config == model.config
+    loaded.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again/config.json").read_text())["trained_on"] == model.trained_on
+    assert loaded.weights_hash() == model.weights_hash()  # the weights' hash does not depend on it

@@ -271,3 +271,33 @@ def test_push_to_hub_without_repo_id_fails_before_training(run_recipe, tmp_path,
     assert run_recipe("image/image_debug.yaml", f"output_dir={tmp_path}", "push_to_hub=true") == 1
     assert "hub_model_id" in capsys.readouterr().err
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_folder_data_is_named_by_content_and_a_remade_folder_refuses_resume(run_recipe, tmp_path, capsys):
+    """Issue 17 §2.6a and the provenance rule: without data.val_path the metrics are train_set, never eval;
+    config.yaml and the tokenizer's config.json name the data by content; re-made data at the same path
+    (other pixels) is refused on --resume in one line."""
+    from PIL import Image
+
+    from fsqtok.data import data_fingerprint
+
+    def make(seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        data.mkdir(exist_ok=True)
+        for i in range(4):
+            Image.fromarray((torch.rand(20, 24, 3, generator=g) * 255).to(torch.uint8).numpy()).save(data / f"{i}.png")
+
+    data, out = tmp_path / "data", tmp_path / "run"
+    make(0)
+    run = ["image/image_debug.yaml", f"output_dir={out}", "data.source=folder", f"data.path={data}", "data.batch_size=2"]
+    assert run_recipe(*run, "max_steps=1") == 0
+    kinds = {json.loads(s)["kind"] for s in (out / "metrics.jsonl").read_text().splitlines()}
+    assert kinds == {"train", "train_set"} and "4 train / no held-out items" in (out / "train.log").read_text()
+    named = {"train_data": data_fingerprint(data), "val_data": data_fingerprint(data)}
+    assert json.loads((out / "tokenizer" / "config.json").read_text())["trained_on"] == named
+    assert fsqtok.load_tokenizer(str(out / "tokenizer")).trained_on == named
+    make(1)
+    capsys.readouterr()
+    assert run_recipe(*run, "max_steps=2", resume="latest") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"trained_on.train_data: '{named['train_data']}' -> " in err

@@ -126,6 +126,32 @@ def test_stage1_on_folder_pairs(run, tmp_path):
         write_depth(data / "depth" / f"{k:02d}.npy", torch.full((1, 24, 24), 1.0 + k, dtype=torch.float32))
     out = tmp_path / "run"
     assert run("depth_stage1_debug.yaml", f"output_dir={out}", "data.source=folder", f"data.path={data}") == 0
-    assert "8 train / 8 val items" in (out / "train.log").read_text()
-    assert np.isfinite(rows(out, "eval")[-1]["rmse"])
+    # no data.val_path: the metrics are on the training pairs, so they are said and logged as train_set, never eval
+    log = (out / "train.log").read_text()
+    assert "8 train / no held-out items" in log and "no held-out data (data.val_path is not set)" in log
+    assert rows(out, "eval") == [] and np.isfinite(rows(out, "train_set")[-1]["rmse"])
+    held = tmp_path / "held"
+    assert run("depth_stage1_debug.yaml", f"output_dir={held}", "data.source=folder", f"data.path={data}",
+               f"data.val_path={data}") == 0
+    assert rows(held, "train_set") == [] and np.isfinite(rows(held, "eval")[-1]["rmse"])
+    assert "8 train / 8 val items" in (held / "train.log").read_text()
     assert run("depth_stage1_debug.yaml", f"output_dir={tmp_path / 'bad'}", "data.source=folder") == 1
+
+
+def test_stage2_resume_refuses_a_retrained_stage1(run, tmp_path, capsys):
+    """Issue 17 §2.2: the resume compares the stage-I weights hash, not the stage1= path."""
+    s1, s2 = tmp_path / "s1", tmp_path / "s2"
+    fast = ["log.media_every=0", "log.eval_every=0"]
+    assert run("depth_stage1_debug.yaml", f"output_dir={s1}", "max_steps=1", *fast) == 0
+    first = load_pretrained(s1 / "model").weights_hash()
+    assert run("depth_stage2_debug.yaml", f"output_dir={s2}", f"stage1={s1 / 'model'}", "max_steps=1", *fast) == 0
+    saved = yaml.safe_load((s2 / "config.yaml").read_text())["trained_on"]
+    model = json.loads((s2 / "model" / "config.json").read_text())["trained_on"]
+    assert saved == model and saved["stage1"] == first and set(saved) == {"train_data", "val_data", "stage1"}
+    assert run("depth_stage1_debug.yaml", f"output_dir={s1}", "max_steps=1", "seed=1", *fast, "--overwrite") == 0
+    capsys.readouterr()
+    assert run("depth_stage2_debug.yaml", f"output_dir={s2}", f"stage1={s1 / 'model'}", "max_steps=2", *fast,
+               resume=True) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"trained_on.stage1: '{first}' -> " in err
+    assert json.loads((s2 / "model" / "config.json").read_text())["stage1_hash"] == first  # nothing rewritten

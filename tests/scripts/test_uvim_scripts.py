@@ -30,8 +30,7 @@ def save_models(root: Path, task: str, **fields) -> Path:
         s1.save_pretrained(root / "s1")
         return root / "s1"
     lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", width=16, encoder_layers=1, decoder_layers=1, heads=2))
-    lm.save_pretrained(root / "lm")
-    s1.save_pretrained(root / "lm" / "stage1")
+    lm.attach_stage1(s1).save_pretrained(root / "lm")
     return root / "lm"
 
 
@@ -120,3 +119,69 @@ def test_evaluate_uvim_writes_json_and_markdown(tmp_path):
     res = json.loads((out / "eval.json").read_text())["results"]["m"]["synthetic test"]
     assert set(res) == {"lm", "oracle", "lm_first2", "oracle_first2"} and res["lm_first2"]["rmse"] != res["lm"]["rmse"]
     assert evaluate.main(["--model", str(model), "--num", "4", "--code-tokens", "5", "--output-dir", str(out)]) == 2
+
+
+def test_predict_refuses_to_write_over_the_photo_and_creates_the_output_folder(tmp_path, predict, capsys):
+    """Issue 17 §2.11: -o = the input is refused before any work (the photo was replaced); a missing output
+    folder is created (it was reported as 'd.png: no such file', like a missing input)."""
+    model, img = save_models(tmp_path, "colorization"), photo(tmp_path / "in.png")
+    before = img.read_bytes()
+    assert predict.main(["--model", str(model), str(img), "-o", str(img)]) == 2
+    assert "is the input" in capsys.readouterr().err and img.read_bytes() == before
+    assert predict.main(["--model", str(model), str(img), "-o", str(tmp_path / "new" / "c.png")]) == 0
+    assert (tmp_path / "new" / "c.png").is_file()
+
+
+def test_a_wide_photo_is_predicted_at_the_training_crop_not_squashed(tmp_path, predict):
+    """Issue 17 §2.11: prediction uses fsqtok.data's fitting (a square of the short side, as training's centre
+    crop) over covering squares; the left columns that only the first square covers equal its prediction."""
+    from fsqtok.data import Box
+
+    torch.manual_seed(0)
+    s1 = UViMStage1(UViMConfig(task="depth", no_code=True, **SMALL)).eval()
+    image = torch.rand(3, 16, 40) * 2 - 1
+    assert Box.covering(16, 40) == [Box(0, 0, 16), Box(0, 12, 16), Box(0, 24, 16)]
+    assert Box.covering(40, 16)[-1] == Box(24, 0, 16) and Box.covering(16, 16) == [Box(0, 0, 16)]
+    pred = predict.predict(s1, None, image)
+    assert pred.shape == (1, 16, 40)
+    first = s1.predict(image[None, :, :, :16])[0]
+    assert torch.allclose(pred[..., :12], first[..., :12], atol=1e-6)
+    last = s1.predict(image[None, :, :, 24:])[0]
+    assert torch.allclose(pred[..., 28:], last[..., 4:], atol=1e-6)
+    square = torch.rand(3, 16, 16) * 2 - 1
+    assert torch.allclose(predict.predict(s1, None, square), s1.predict(square[None])[0], atol=1e-6)
+
+
+def test_evaluate_uvim_scores_held_out_pairs_of_your_own(tmp_path, capsys):
+    """Issue 17 §2.6d: --pairs DIR scores the user's pairs (fsqtok.data's paired folder source, centre crops),
+    names them by content in eval.json, and refuses pairs the model was trained on."""
+    from fsqtok.data import data_fingerprint
+    from fsqtok.datasets.uvim_pairs import UViMFolderPairs
+    from fsqtok.generative.uvim.evaluation import evaluate as score
+    from fsqtok.generative.uvim.lm import UViMPipeline
+    from fsqtok.media import write_depth, write_image
+
+    data = tmp_path / "held"
+    for sub in ("image", "depth"):
+        (data / sub).mkdir(parents=True)
+    for k in range(3):
+        write_image(data / "image" / f"{k}.png", torch.rand(3, 20, 24) * 2 - 1)
+        write_depth(data / "depth" / f"{k}.npy", torch.full((1, 20, 24), 1.0 + k))
+    evaluate = load_script("evaluate_uvim")
+    model, out = save_models(tmp_path, "depth"), tmp_path / "eval"
+    assert evaluate.main(["--model", f"m={model}", "--pairs", f"mine={data}", "--num", "0",
+                          "--output-dir", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert set(report["results"]["m"]) == {"pairs mine"} and report["data"] == {"pairs mine": data_fingerprint(data)}
+    pipe = UViMPipeline.from_pretrained(model)
+    ds = UViMFolderPairs("depth", str(data), 16, train=False)
+    items = [ds[i] for i in range(3)]
+    want = score(pipe.stage1, [{"image": torch.stack([i["image"] for i in items]),
+                                "target": torch.stack([i["target"] for i in items])}], "lm", pipe.lm)
+    assert report["results"]["m"]["pairs mine"]["lm"] == pytest.approx(want)
+    pipe.lm.trained_on = {"train_data": data_fingerprint(data)}
+    pipe.lm.save_pretrained(tmp_path / "trained")
+    capsys.readouterr()
+    assert evaluate.main(["--model", str(tmp_path / "trained"), "--pairs", str(data), "--num", "0",
+                          "--output-dir", str(out)]) == 1
+    assert "the model was trained on these pairs" in capsys.readouterr().err

@@ -120,3 +120,22 @@ def test_audio_column_decoded_without_torchcodec(tmp_path):
     t = pq.read_table(out / "data" / "train-00000.parquet")
     assert t["sample_rate"].to_pylist() == [sr] * 3 and t["duration"].to_pylist() == pytest.approx([0.25] * 3)
     assert read_manifest(out)["totals"]["failed"] == 0
+
+
+def test_a_dataset_with_two_splits_needs_split(shard_env, tmp_path, capsys):
+    """Issue 17 §2.6b: a two-split DatasetDict without --split is refused in one line listing the splits
+    (it took `train` silently); --split picks one; a single-split dict needs none."""
+    x = sample_images(4, 32, seed=1)
+    u8 = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    ds = datasets.Dataset.from_dict({"img": [Image.fromarray(a) for a in u8]},
+                                    features=datasets.Features({"img": datasets.Image()}))
+    datasets.DatasetDict({"train": ds.select(range(3)), "test": ds.select([3])}).save_to_disk(str(tmp_path / "two"))
+    datasets.DatasetDict({"test": ds}).save_to_disk(str(tmp_path / "one"))
+    capsys.readouterr()
+    assert _run(shard_env, tmp_path / "two", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no --split given; it has 2 split(s) (train, test): pick one with --split" in err
+    assert not (tmp_path / "out").exists()
+    assert _run(shard_env, tmp_path / "two", tmp_path / "out", "--split", "test") == 0
+    assert len(ShardDataset(tmp_path / "out")) == 1 and read_manifest(tmp_path / "out")["source"]["split"] == "test"
+    assert _run(shard_env, tmp_path / "one", tmp_path / "one_out") == 0 and len(ShardDataset(tmp_path / "one_out")) == 4

@@ -11,11 +11,14 @@
   :class:`PairedDataset`.
 * :mod:`~fsqtok.data.token_shards`: :class:`ShardDataset`, :class:`ShardStream` (the index shards
   that ``fsqtok tokenize`` writes; :mod:`fsqtok.shards` writes and verifies them).
+* :mod:`~fsqtok.data.fingerprint`: :func:`data_fingerprint`, the content hash a run records of its data.
 * :mod:`~fsqtok.data.batching`: the training recipe's datasets (:func:`build_dataset`, :func:`collate`,
-  :class:`EpochSampler`, :class:`DecodeFailures`); :mod:`~fsqtok.datasets.samples`: built-in sample media.
+  :class:`EpochSampler`, :class:`DecodeFailures`); built-in and rendered data: :mod:`fsqtok.datasets`.
 """
 
-from .batching import DecodeFailures, EpochSampler, build_dataset, collate, training_preprocess
+from .batching import (DecodeFailures, EpochSampler, build_dataset, collate, dataset_fingerprint, metrics_kind,
+                       metrics_note, split_sizes, training_preprocess)
+from .fingerprint import data_fingerprint
 from .folder import FolderSource, read_label_sidecar
 from .hf import DATA_FORMATS, HFSource, StreamSource, detect_format
 from .loading import SourceDataset
@@ -27,6 +30,7 @@ from .token_shards import ShardDataset, ShardStream, read_manifest
 __all__ = [
     "Box", "DATA_FORMATS", "DataError", "DecodeFailures", "EpochSampler", "Field", "FolderSource", "HFSource",
     "PairedDataset", "PairedFolderSource", "PairedHFSource", "Preprocess", "ShardDataset", "ShardStream",
-    "SourceDataset", "StreamSource", "build_dataset", "collate", "detect_format", "extensions", "fit_spatial",
+    "SourceDataset", "StreamSource", "build_dataset", "collate", "data_fingerprint", "dataset_fingerprint",
+    "detect_format", "extensions", "fit_spatial", "metrics_kind", "metrics_note", "split_sizes",
     "read_label_map", "read_label_sidecar", "read_manifest", "training_preprocess",
 ]

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler, TensorDataset
 
+from .fingerprint import data_fingerprint
 from .folder import FolderSource
 from .loading import load_item
 from .preprocess import DataError, Preprocess, match_channels
@@ -101,11 +102,50 @@ def build_dataset(modality: str, data: Mapping[str, Any], split: str, sample_rat
         n = int(data["num_train"] if split == "train" else data["num_val"])
         return sample_dataset(modality, split, n, data, sample_rate, channels)
     if source == "folder":
-        root = data["path"] if split == "train" else (data["val_path"] or data["path"])
-        if not root:
-            raise DataError("data.source=folder needs data.path (and optionally data.val_path)")
-        return FolderDataset(modality, root, training_preprocess(modality, data, sample_rate, channels))
+        return FolderDataset(modality, _folder(data, split), training_preprocess(modality, data, sample_rate, channels))
     raise DataError(f"data.source must be 'samples' or 'folder', got {source!r}")
+
+
+def _folder(data: Mapping[str, Any], split: str) -> str:
+    """The folder of ``split``; without ``data.val_path`` the "val" split is the training folder (see metrics_kind)."""
+    root = data["path"] if split == "train" else (data["val_path"] or data["path"])
+    if not root:
+        raise DataError("data.source=folder needs data.path (and optionally data.val_path)")
+    return root
+
+
+def dataset_fingerprint(modality: str, data: Mapping[str, Any], split: str, sample_rate: int = 16000,
+                        channels: int | None = None) -> str:
+    """The content hash (:func:`~fsqtok.data.data_fingerprint`) of :func:`build_dataset`'s data: a folder
+    source's files, or the parameters that draw the built-in samples (and their module's source)."""
+    if data["source"] == "folder":
+        return data_fingerprint(_folder(data, split))
+    from ..datasets import samples
+
+    keys = ("sample_seed", "size") + {"audio": ("seconds",), "video": ("frames",)}.get(modality, ())
+    params = {"samples": modality, "split": split, "n": data["num_train" if split == "train" else "num_val"],
+              "sample_rate": sample_rate, "channels": channels, **{k: data[k] for k in keys}}
+    return data_fingerprint(params, samples.__file__)
+
+
+def metrics_kind(data: Mapping[str, Any]) -> str:
+    """What a recipe's evaluation measures, as its metrics are labelled: ``"eval"`` on held-out items
+    (a synthetic or sample source's val split, or ``data.val_path``); ``"train_set"`` for a folder
+    source without ``data.val_path``, whose evaluation runs on the training items: never called eval."""
+    return "train_set" if data["source"] == "folder" and not data.get("val_path") else "eval"
+
+
+def split_sizes(data: Mapping[str, Any], n_train: int, n_val: int) -> str:
+    """``"N train / M val"``, or ``"N train / no held-out"`` when the val split is the training items."""
+    return f"{n_train} train / " + (f"{n_val} val" if metrics_kind(data) == "eval" else "no held-out")
+
+
+def metrics_note(data: Mapping[str, Any]) -> str:
+    """The log line that says a run has no held-out data (empty when it has)."""
+    if metrics_kind(data) == "eval":
+        return ""
+    return ("no held-out data (data.val_path is not set): metrics are measured on the training items and "
+            "logged as train_set, not eval; set data.val_path=FOLDER for held-out metrics")
 
 
 def collate(items: Sequence[Tensor | dict[str, Any] | None]) -> dict[str, Any]:

@@ -73,7 +73,9 @@ def label_value(v: Any, names: list[str] | None) -> str | None:
 
 
 def load_hf(spec: dict[str, Any], streaming: bool, cache_dir: str | None = None) -> tuple[Any, str | None]:
-    """``(dataset, split)`` for a source spec (``format``, ``path``, ``config``, ``split``)."""
+    """``(dataset, split)`` for a source spec (``format``, ``path``, ``config``, ``split``).
+
+    A dataset with several splits needs ``split``: none is taken silently (not even ``train``)."""
     import datasets
 
     fmt, path, split = spec["format"], spec["path"], spec.get("split")
@@ -89,10 +91,12 @@ def load_hf(spec: dict[str, Any], streaming: bool, cache_dir: str | None = None)
     except Exception as e:  # noqa: BLE001 - datasets raises many types here
         raise DataError(f"--data {path}: cannot load as {fmt} dataset ({one_line(e)})") from None
     if isinstance(ds, (datasets.DatasetDict, datasets.IterableDatasetDict)):
-        if split is None:
-            split = "train" if "train" in ds else (next(iter(ds)) if len(ds) == 1 else None)
+        if split is None and len(ds) == 1:
+            split = next(iter(ds))  # the only split; several are never picked silently
         if split not in ds:
-            raise DataError(f"--data {path}: splits {', '.join(ds)}; pick one with --split")
+            asked = f"no split {split!r}" if split is not None else "no --split given"
+            raise DataError(f"--data {path}: {asked}; it has {len(ds)} split(s) ({', '.join(ds)}): "
+                            "pick one with --split")
         ds = ds[split]
     elif split not in (None, "train"):
         raise DataError(f"--split {split}: the dataset at {path} has a single split")

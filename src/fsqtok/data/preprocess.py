@@ -67,6 +67,16 @@ class Box:
         mirror = flip and bool(torch.rand((), generator=generator) < 0.5)
         return Box(top, left, side, mirror)
 
+    @staticmethod
+    def covering(h: int, w: int) -> list["Box"]:
+        """Squares of side ``min(h, w)`` that together cover the whole frame: the frame itself when square,
+        else ``ceil(long / short)`` squares evenly spaced from one end of the long side to the other.
+        Each is what :func:`fit_spatial` fits as the centred square (the training scale), never squashed."""
+        side, long = min(h, w), max(h, w)
+        n = -(-long // side)
+        starts = [round(i * (long - side) / (n - 1)) for i in range(n)] if n > 1 else [0]
+        return [Box(0, s, side) if w > h else Box(s, 0, side) for s in starts]
+
 
 def fit_spatial(x: Tensor, size: int, kind: str, box: Box | None = None) -> Tensor:
     """``(..., H, W)`` -> ``(..., size, size)``: crop ``box`` (default: centred square), resize by ``kind``.

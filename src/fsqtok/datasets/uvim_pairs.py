@@ -29,8 +29,9 @@ import torch
 from torch import Tensor
 
 from . import panoptic, rgbd, samples, textures
-from ..files import atomic_path
+from ..data.fingerprint import data_fingerprint
 from ..data.paired import Field, PairedDataset, PairedFolderSource
+from ..files import atomic_path
 from .panoptic import synthetic_panoptic
 from ..data.preprocess import DataError
 from .rgbd import SPLITS, synthetic_rgbd
@@ -68,6 +69,12 @@ class UViMPairs(torch.utils.data.Dataset):
         self._cache: dict[int, dict[str, Tensor]] | None = {} if cache or cache_dir else None  # ~length x item size
         if cache_dir is not None:
             self._load_or_render(self.cache_file(cache_dir))
+
+    def fingerprint(self) -> str:
+        """The content hash of this set (:func:`~fsqtok.data.data_fingerprint` of every argument that
+        makes it and the generators' source hash): equal fingerprints, equal pairs."""
+        return data_fingerprint({"uvim_pairs": self.task, "split": self.split, "length": self.length,
+                                 "size": self.size, "seed": self.seed, "generator": generator_fingerprint()})
 
     def cache_file(self, cache_dir: str | Path) -> Path:
         """Where ``cache_dir=`` keeps this set: named by every argument and the generators' fingerprint."""
@@ -136,6 +143,10 @@ class UViMFolderPairs(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.data)
+
+    def fingerprint(self) -> str:
+        """The content hash of the pair folder (:func:`~fsqtok.data.data_fingerprint`)."""
+        return data_fingerprint(self.data.source.root)
 
     def set_epoch(self, epoch: int) -> None:
         self.data.set_epoch(epoch)

@@ -100,7 +100,7 @@ def write_audio(path: str | Path, wav: Tensor, sample_rate: int) -> None:
     wav = (wav[None] if wav.ndim == 1 else wav).clamp(-1, 1)
     if not torch.isfinite(wav).all():
         raise MediaError(f"{Path(path).name}: waveform contains NaN or inf")
-    with media_errors(path, "a writable audio file"):
+    with media_errors(path, "a writable audio file", write=True):
         if ext in SOUNDFILE_FORMATS:
             sf.write(str(path), wav.T.numpy(), int(sample_rate), format=SOUNDFILE_FORMATS[ext])
         else:

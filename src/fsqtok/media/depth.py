@@ -95,7 +95,7 @@ def write_depth(path: str | Path, depth: Tensor) -> None:
         raise MediaError(f"{Path(path).name}: expected a depth map (1, H, W) or (H, W), got {shape}")
     d = d.copy()
     invalid = ~np.isfinite(d) | (d <= 0)
-    with media_errors(path, "a writable depth file"):
+    with media_errors(path, "a writable depth file", write=True):
         if ext == ".npy":
             d[invalid] = np.nan
             np.save(path, d, allow_pickle=False)

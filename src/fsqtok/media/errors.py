@@ -12,18 +12,22 @@ class MediaError(ValueError):
 
 
 @contextlib.contextmanager
-def media_errors(path: str | Path, what: str) -> Iterator[None]:
+def media_errors(path: str | Path, what: str, write: bool = False) -> Iterator[None]:
     """Turn any decoder/encoder exception inside the block into one :class:`MediaError` line.
 
     Args:
         path: the file, named first in the message.
         what: what the file should have been, e.g. ``"a valid audio file"``.
+        write: the block writes ``path``: a missing file means its folder is missing (not a missing input).
     """
     try:
         yield
     except MediaError:
         raise
     except FileNotFoundError:
+        if write:
+            raise MediaError(f"{Path(path).name}: cannot write it: no such folder {Path(path).parent} "
+                             "(create it first)") from None
         raise MediaError(f"{Path(path).name}: no such file ({path})") from None
     except Exception as e:  # noqa: BLE001 - decoders raise anything; the contract is one clear line
         detail = " ".join(str(e).split()) or type(e).__name__

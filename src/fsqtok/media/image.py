@@ -157,5 +157,5 @@ def write_image(path: str | Path, x: Tensor, quality: int = 95) -> None:
     ext = check_extension(path, IMAGE_EXTENSIONS, "image")
     array = to_uint8_hwc(x, path)
     kwargs = {"quality": quality} if ext in (".jpg", ".jpeg", ".webp") else {}
-    with media_errors(path, "a writable image file"):
+    with media_errors(path, "a writable image file", write=True):
         Image.fromarray(array).save(path, format=IMAGE_EXTENSIONS[ext], **kwargs)

@@ -101,7 +101,7 @@ def write_video(path: str | Path, video: Tensor, fps: float, crf: int = 18) -> N
     h, w = x.shape[-2:]
     x = torch.nn.functional.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if (h % 2 or w % 2) else x
     frames = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).numpy()
-    with media_errors(path, "a writable video file"):
+    with media_errors(path, "a writable video file", write=True):
         import av
         from fractions import Fraction
 

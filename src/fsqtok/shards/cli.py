@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--column", default=None,
                    help="dataset: the media column (default: the first Image/Audio/Video column, else array column)")
     g.add_argument("--label-column", default=None, help="dataset: the label column (ClassLabel ids become names)")
-    g.add_argument("--split", default=None, help="dataset: the split (default train, or the only one)")
+    g.add_argument("--split", default=None,
+                   help="dataset: the split (required when it has several; default: the only one)")
     g.add_argument("--dataset-config", default=None, help="hub: the dataset's configuration name")
     g.add_argument("--streaming", action="store_true",
                    help="dataset read with load_dataset (parquet/arrow/imagefolder/audiofolder/hub): stream it "

@@ -42,3 +42,31 @@ def test_evaluate_scores_the_prefix_and_its_token_accuracy(models):
     assert full["token_accuracy"] == pytest.approx((lm.generate(x) == s1.encode(x, y).indices.flatten(1)).float().mean().item())
     err = depth_errors(s1.predict(x, gen), y)["rmse"]
     assert m["rmse"] == pytest.approx(float(err.mean()), rel=1e-5)  # the mean per-image RMSE of the prefix's predictions
+
+
+@pytest.mark.parametrize("modes", [(True, True), (True, False), (False, True), (False, False)])
+def test_evaluate_runs_in_eval_mode_and_restores_each_models_mode(models, modes):
+    """Issue 17 §2.12b: evaluation runs both models in eval mode (dropout, VQ updates off) and gives each its own
+    mode back, also when a batch fails: a recipe's training resumes in train mode, a caller's eval model stays so."""
+    s1, lm, x, y = models
+    seen = []
+
+    def batches(fail: bool):
+        seen.append((s1.training, lm.training))
+        yield {"image": x[:2], "target": y[:2]}
+        seen.append((s1.training, lm.training))
+        if fail:
+            raise RuntimeError("a broken batch")
+
+    try:
+        for fail in (False, True):
+            s1.train(modes[0]), lm.train(modes[1])
+            if fail:
+                with pytest.raises(RuntimeError, match="a broken batch"):
+                    evaluate(s1, batches(fail), "lm", lm)
+            else:
+                evaluate(s1, batches(fail), "lm", lm)
+            assert (s1.training, lm.training) == modes
+            assert all(state == (False, False) for state in seen)
+    finally:
+        s1.eval(), lm.eval()

@@ -119,8 +119,7 @@ def test_pipeline_names_its_stage1_and_round_trips(tmp_path):
     s1 = UViMStage1(UViMConfig(image_size=16, width=16, blocks=1, feature_down=1, code_grid=4)).eval()
     lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", width=32, encoder_layers=1, decoder_layers=1, heads=2))
     assert lm.config.vocab_size == 4375 and lm.config.num_tokens == 16 and lm.config.stage1_hash == s1.weights_hash()
-    s1.save_pretrained(tmp_path / "lm" / "stage1")
-    lm.save_pretrained(tmp_path / "lm")
+    lm.attach_stage1(s1).save_pretrained(tmp_path / "lm")
     saved = json.loads((tmp_path / "lm" / "config.json").read_text())
     assert saved["stage1"] == "stage1" and saved["stage1_hash"] == s1.weights_hash()
     pipe = UViMPipeline.from_pretrained(tmp_path / "lm")
@@ -140,3 +139,82 @@ def test_pipeline_names_its_stage1_and_round_trips(tmp_path):
     other.save_pretrained(tmp_path / "lm" / "stage1")
     with pytest.raises(CheckpointError, match="not those the LM was trained on"):
         UViMPipeline.from_pretrained(tmp_path / "lm")
+
+
+def small_pair() -> tuple[UViMStage1, UViMLM]:
+    torch.manual_seed(0)
+    s1 = UViMStage1(UViMConfig(image_size=16, width=8, blocks=1, feature_down=1, code_grid=2)).eval()
+    lm = UViMLM(UViMLMConfig.for_stage1(s1, "stage1", width=16, encoder_layers=1, decoder_layers=1, heads=2))
+    return s1, lm.eval()
+
+
+def test_a_pushed_lm_loads_back_from_the_hub_with_its_stage1(tmp_path, monkeypatch):
+    """Issue 17 §2.4: push_to_hub re-saves a loaded LM; the repo must hold stage1/ and load back from the Hub
+    (the Hub API and the download are faked from a local store: no network)."""
+    import shutil
+
+    import huggingface_hub.hub_mixin as hub_mixin
+
+    from fsqtok import hub
+
+    store = tmp_path / "hub"
+
+    class FakeApi:
+        def __init__(self, token=None):
+            pass
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            return type("Url", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, **kwargs):
+            shutil.copytree(folder_path, store / repo_id)
+            return f"https://huggingface.co/{repo_id}/commit/0"
+
+    def download(repo_id, filename, subfolder=None, **kwargs):
+        path = store / repo_id / (subfolder or "") / filename
+        if not path.is_file():
+            raise AssertionError(f"asked the Hub for {repo_id}:{subfolder}/{filename}")
+        return str(path)
+
+    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
+    monkeypatch.setattr(hub, "hf_hub_download", download)
+    s1, lm = small_pair()
+    lm.attach_stage1(s1).save_pretrained(tmp_path / "lm")
+    UViMLM.from_pretrained(tmp_path / "lm").push_to_hub("me/uvim-lm")  # as Checkpointer.finish pushes
+    assert (store / "me/uvim-lm/stage1/model.safetensors").read_bytes() == (
+        tmp_path / "lm/stage1/model.safetensors").read_bytes()
+    pipe = UViMPipeline.from_pretrained("me/uvim-lm")
+    assert pipe.stage1.weights_hash() == s1.weights_hash() and pipe.lm.weights_hash() == lm.weights_hash()
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    assert torch.equal(pipe.predict(x)[1], lm.generate(x))
+
+
+def test_an_lm_folder_is_self_contained_wherever_it_is_saved(tmp_path):
+    s1, lm = small_pair()
+    lm.attach_stage1(s1).save_pretrained(tmp_path / "a")
+    UViMLM.from_pretrained(tmp_path / "a").save_pretrained(tmp_path / "b")  # a loaded LM keeps its stage I
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    pipe = UViMPipeline.from_pretrained(tmp_path / "b")
+    assert json.loads((tmp_path / "b/config.json").read_text())["stage1"] == "stage1"
+    assert pipe.stage1.weights_hash() == s1.weights_hash()
+    _, bare = small_pair()  # names stage1/ but holds no stage-I model: refused before anything is written
+    with pytest.raises(CheckpointError, match=r"holds none; call attach_stage1\(stage1\) first"):
+        bare.save_pretrained(tmp_path / "c")
+    assert not (tmp_path / "c" / "config.json").exists()
+
+
+def test_an_lm_repo_loads_with_its_stage1_from_the_offline_hub_cache(tmp_path):
+    """The stage1/ sub-folder of a Hub repo resolves through huggingface_hub's own cache (local_files_only)."""
+    import shutil
+
+    s1, lm = small_pair()
+    lm.attach_stage1(s1).save_pretrained(tmp_path / "lm")
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "cache" / "models--me--uvim-lm"
+    shutil.copytree(tmp_path / "lm", repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    pipe = UViMPipeline.from_pretrained("me/uvim-lm", local_files_only=True, cache_dir=str(tmp_path / "cache"))
+    assert pipe.stage1.weights_hash() == s1.weights_hash() and pipe.lm.weights_hash() == lm.weights_hash()

@@ -11,12 +11,20 @@ raster order with causal self-attention and cross-attention to the encoder. Trai
 forcing and cross-entropy (:meth:`UViMLM.loss`); :meth:`UViMLM.generate` decodes greedily (or samples
 with a temperature). :class:`UViMPipeline` joins an LM to the stage-I model it names (path + weights
 hash) and returns ``f(x, z)``.
+
+An LM folder is self-contained wherever it is saved or pushed: an LM holds the stage-I model it was
+trained with (:meth:`UViMLM.attach_stage1`, hash checked), ``save_pretrained`` / ``push_to_hub`` write
+it to ``stage1/`` and name it there, and ``from_pretrained`` loads it back (a local folder, a Hub repo
+or the offline Hub cache: the repo's ``stage1/`` subfolder).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +58,8 @@ class UViMLMConfig(ModelConfig):
     stem_width: int = 0  # stem="stage1" only: the trunk's width, residual blocks and downsamplings
     stem_blocks: int = 0
     stem_down: int = 0
-    stage1: str = ""  # stage-I folder or Hub repo id; a relative path resolves against this model's folder
+    stage1: str = ""  # stage-I folder or Hub repo id; a relative path is a sub-folder of this model's folder
+    # (save_pretrained writes the attached stage-I model to "stage1")
     stage1_hash: str = ""  # sha256 of the stage-I weights (HubMixin.weights_hash)
 
     def __post_init__(self) -> None:
@@ -119,6 +128,49 @@ class UViMLM(nn.Module, HubMixin):
     @property
     def bos(self) -> int:
         return self.config.vocab_size
+
+    @property
+    def stage1_model(self) -> UViMStage1 | None:
+        """The stage-I model this LM was trained with (not a sub-module: not in its weights or optimizer)."""
+        return self.__dict__.get("_stage1")
+
+    def attach_stage1(self, stage1: UViMStage1) -> "UViMLM":
+        """Hold ``stage1`` (saved with this LM); it must be the model the config names by weights hash."""
+        got = stage1.weights_hash()
+        if self.config.stage1_hash and got != self.config.stage1_hash:
+            raise CheckpointError(f"UViMLM: the stage-I weights (sha256 {got[:12]}...) are not those the LM was "
+                                  f"trained on ({self.config.stage1_hash[:12]}...); load the stage-I model it names")
+        if self.config.vocab_size != stage1.codebook_size or self.config.num_tokens != stage1.config.num_tokens:
+            raise CheckpointError("UViMLM: LM vocabulary or code length does not fit the stage-I model")
+        self.__dict__["_stage1"] = stage1
+        return self
+
+    def hub_config(self) -> dict[str, Any]:
+        """config.json; with a stage-I model attached, it names the ``stage1/`` sub-folder written beside it."""
+        return {**super().hub_config(), **({"stage1": "stage1"} if self.stage1_model is not None else {})}
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """The LM's files, and its stage-I model in ``stage1/`` (so the folder is self-contained)."""
+        save_directory, stage1 = Path(save_directory), self.stage1_model
+        c = self.config
+        if stage1 is None and not names_another_place(c.stage1):
+            raise CheckpointError(f"UViMLM.save_pretrained({save_directory}): this LM names its stage-I model "
+                                  f"{c.stage1!r} inside its own folder but holds none; "
+                                  "call attach_stage1(stage1) first")
+        super()._save_pretrained(save_directory)
+        if stage1 is not None:
+            shutil.rmtree(save_directory / "stage1", ignore_errors=True)
+            stage1.save_pretrained(save_directory / "stage1")
+
+    def load_parts(self, source: str, hub: dict[str, Any], map_location: str | torch.device) -> None:
+        """Load and attach the stage-I model the config names (weights hash checked)."""
+        where, sub = stage1_location(source, self.config.stage1)
+        hub = {k: v for k, v in hub.items() if k != "subfolder"}
+        stage1 = UViMStage1.from_pretrained(where, subfolder=sub, map_location=map_location, **hub)
+        try:
+            self.attach_stage1(stage1)
+        except CheckpointError as e:
+            raise CheckpointError(f"{source}: {os.path.join(where, sub)}: {e}") from None
 
     def init_stem_from(self, stage1: UViMStage1) -> None:
         """Copy ``stage1``'s base-model image trunk into this LM's stem (``stem="stage1"`` only)."""
@@ -193,36 +245,35 @@ class UViMLM(nn.Module, HubMixin):
         return seq[:, 1:]
 
 
-def resolve_stage1(lm_source: str | Path, stage1: str) -> str:
-    """Where the stage-I model named by an LM saved at ``lm_source`` lives: a relative local path
-    resolves against the LM's folder; an absolute path or a Hub repo id is used as is."""
+def names_another_place(stage1: str) -> bool:
+    """Whether an LM's ``stage1`` names a model outside the LM's folder: an absolute path or a Hub repo ``org/name``."""
+    return Path(stage1).is_absolute() or ("/" in stage1 and not looks_local(stage1))
+
+
+def stage1_location(lm_source: str | Path, stage1: str) -> tuple[str, str]:
+    """Where the stage-I model named by an LM saved at ``lm_source`` (folder or Hub repo) lives, as
+    ``(path_or_repo_id, subfolder)``: an absolute path or another Hub repo ``org/name`` as is; any
+    other name is a sub-folder of the LM's folder or repo (``"stage1"``, as ``save_pretrained`` writes)."""
+    source = str(lm_source)
     if not stage1:
-        raise CheckpointError(f"{lm_source}: config.json names no stage-I model (stage1 is empty)")
-    local = Path(lm_source) / stage1
-    if looks_local(str(lm_source)) and not Path(stage1).is_absolute() and local.exists():
-        return str(local)
-    return stage1
+        raise CheckpointError(f"{source}: config.json names no stage-I model (stage1 is empty)")
+    inside = (os.path.isdir(source) or looks_local(source)) and (Path(source) / stage1).exists()
+    return (stage1, "") if names_another_place(stage1) and not inside else (source, stage1)
 
 
 class UViMPipeline:
     """Stage II then stage I: ``predict(image)`` decodes the code from the image and returns ``f(x, z)``."""
 
     def __init__(self, stage1: UViMStage1, lm: UViMLM) -> None:
-        got = stage1.weights_hash()
-        if lm.config.stage1_hash and got != lm.config.stage1_hash:
-            raise CheckpointError(f"UViMPipeline: the stage-I weights (sha256 {got[:12]}...) are not those the LM was "
-                                  f"trained on ({lm.config.stage1_hash[:12]}...); load the stage-I model it names")
-        if lm.config.vocab_size != stage1.codebook_size or lm.config.num_tokens != stage1.config.num_tokens:
-            raise CheckpointError("UViMPipeline: LM vocabulary or code length does not fit the stage-I model")
-        self.stage1, self.lm = stage1, lm
+        self.stage1, self.lm = stage1, lm.attach_stage1(stage1)  # hash and vocabulary checked
 
     @classmethod
-    def from_pretrained(cls, path_or_repo_id: str | Path, map_location: str | torch.device = "cpu") -> "UViMPipeline":
-        """Load an LM folder and the stage-I model its config names (hash checked)."""
-        lm = UViMLM.from_pretrained(path_or_repo_id, map_location=map_location)
-        stage1 = UViMStage1.from_pretrained(resolve_stage1(path_or_repo_id, lm.config.stage1),
-                                            map_location=map_location)
-        return cls(stage1, lm)
+    def from_pretrained(cls, path_or_repo_id: str | Path, map_location: str | torch.device = "cpu",
+                        **hub: Any) -> "UViMPipeline":
+        """Load an LM folder or Hub repo and the stage-I model it names (hash checked); ``hub``: the
+        options of :meth:`HubMixin.from_pretrained` (``local_files_only``, ``revision``, ...)."""
+        lm = UViMLM.from_pretrained(path_or_repo_id, map_location=map_location, **hub)
+        return cls(lm.stage1_model, lm)
 
     @torch.no_grad()
     def predict(self, image: Tensor, temperature: float = 0.0, num_tokens: int | None = None) -> tuple[Tensor, Tensor]:
