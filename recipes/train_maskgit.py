@@ -277,6 +277,10 @@ def sample_grid(model: MaskGIT, tok, sc, device) -> Tensor:
 
 
 def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
+    """One run of ``cfg`` (a loaded config); returns the exit status.
+
+    Long on purpose (about 80 lines): a recipe keeps its loop in view in one function (docs/DESIGN.md, data flow 2).
+    """
     check_config(cfg)
     run_dir, oc = Path(cfg.output_dir), cfg.optim
     resume_from = prepare_output_dir(run_dir, cfg.to_dict(), resume=resume, overwrite=overwrite, fixed_keys=FIXED_KEYS)

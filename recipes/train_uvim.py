@@ -164,7 +164,10 @@ def load_stage1(cfg) -> UViMStage1:
 
 
 def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
-    """One run of ``cfg``; returns the exit status."""
+    """One run of ``cfg``; returns the exit status.
+
+    Long on purpose (about 90 lines): a recipe keeps its loop in view in one function (docs/DESIGN.md, data flow 2).
+    """
     resume_from = check_config(cfg, resume, overwrite)
     run_dir, oc = Path(cfg.output_dir), cfg.optim
     set_seed(cfg.seed)
