@@ -11,7 +11,7 @@ their labels (sorted, numbers in names compared as numbers). Residual (multi-sta
 ``data.val`` must have the same grid, codebook and tokenizer, and hold rows that are not all in
 ``data.train`` (its loss is logged as ``eval``); both are checked before step 1. What the data IS
 (:func:`fsqtok.shards.manifest.content_identity` plus the grid) is written to ``config.yaml`` under
-``provenance`` and to the model's config (``train_data_sha256``, ``val_data_sha256``); a resume on
+``trained_on`` and, as content hashes, to the model's ``config.json`` (``trained_on``); a resume on
 other training content is refused, whatever its path. With ``data.debug_images > 0`` the run makes
 its own tiny shards first (a random-init image tokenizer, built-in sample images in
 ``data.debug_classes`` folders, and a quarter as many held-out images as ``data.val`` unless one is
@@ -78,13 +78,13 @@ DEFAULTS: dict[str, Any] = {
     },
     "log": {"every": 50, "eval_every": 1000, "tensorboard": True, "progress_bar": True},
     "checkpoint": {"every": 1000, "keep_last": 2},
-    "provenance": {"train": None, "val": None},  # written by the run: what data.train / data.val ARE (content hashes)
+    "trained_on": {"train_data": None, "val_data": None},  # written by the run: what data.train / data.val ARE
     "push_to_hub": False,
     "hub_model_id": None,
     "hub_private": False,
 }
 FIXED_KEYS = ("model", "seed")  # a resumed run may not change what shapes the weights or the data order
-DATA_KEYS = ("provenance.train",)  # nor the training data: compared by content once the shards are open
+DATA_KEYS = ("trained_on.train_data",)  # nor the training data: compared by content once the shards are open
 
 
 def check_config(cfg) -> None:
@@ -218,20 +218,19 @@ def tokenizer_location(source: str) -> str:
 
 
 def build_model_config(cfg, shards: ShardDataset, class_names: list[str]) -> MaskGITConfig:
-    tok, prov = shards.manifest["tokenizer"], cfg.provenance
+    tok = shards.manifest["tokenizer"]
     try:
         return MaskGITConfig(codebook_size=int(tok["codebook_size"]), grid=tuple(shards.array().shape[1:]),
                              num_classes=len(class_names), class_names=tuple(class_names),
                              tokenizer=tokenizer_location(cfg.data.tokenizer or tok["source"]),
-                             tokenizer_sha256=tok["weights_sha256"], train_data_sha256=prov.train["content_sha256"],
-                             val_data_sha256=prov.val["content_sha256"] if prov.val else None, **cfg.model)
+                             tokenizer_sha256=tok["weights_sha256"], **cfg.model)
     except (ConfigError, TypeError) as e:
         raise RecipeConfigError(f"model: {e}") from None
 
 
 def open_data(cfg, run_dir: Path, resume_from: Path | None, overwrite: bool) -> tuple[dict[str, ShardDataset], dict[str, str], int]:
     """Open ``data.train`` (and ``data.val``), check them against each other and, on a resume, the
-    training content against the checkpoint's; record both in ``cfg.provenance``. Returns the shards and
+    training content against the checkpoint's; record both in ``cfg.trained_on``. Returns the shards and
     their paths by config key, and how many val rows are also training rows."""
     paths = {"data.train": cfg.data.train, "data.val": cfg.data.val}
     if cfg.data.train is None:
@@ -240,8 +239,8 @@ def open_data(cfg, run_dir: Path, resume_from: Path | None, overwrite: bool) -> 
         paths = {"data.train": train, "data.val": cfg.data.val or val}
     shards = {key: open_shards(path, key) for key, path in paths.items() if path}
     shared = check_heldout(shards["data.train"], shards["data.val"], paths["data.val"]) if "data.val" in shards else 0
-    cfg.provenance.update({name: shards_identity(s) for name, s in (("train", shards["data.train"]),
-                                                                     ("val", shards.get("data.val"))) if s})
+    cfg.trained_on.update({name: shards_identity(s) for name, s in (("train_data", shards["data.train"]),
+                                                                     ("val_data", shards.get("data.val"))) if s})
     if resume_from is not None:
         check_resume_config(resume_from, cfg.to_dict(), DATA_KEYS, what="training data")
     return shards, paths, shared
@@ -304,6 +303,7 @@ def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
 
     set_seed(cfg.seed)  # the same initial weights on every process
     model = MaskGIT(mcfg)
+    model.trained_on = {k: v["content_sha256"] for k, v in cfg.trained_on.items() if v}  # named in config.json
     optimizer = torch.optim.AdamW(model.parameters(), lr=oc.lr, betas=tuple(oc.betas), weight_decay=oc.weight_decay)
     scheduler = build_scheduler(optimizer, oc, cfg.max_steps)
     loader_kw = dict(batch_size=cfg.data.batch_size, num_workers=cfg.data.num_workers)

@@ -85,8 +85,13 @@ def test_no_cycle_among_module_level_imports():
     assert cycles == []
 
 
+# the only sys.path edits: loading a reference implementation (not part of fsqtok) from a folder the user names
+EXTERNAL_REFERENCE = {"benchmarks/bench_cosmos_port.py", "tests/fixtures/cosmos/make_fixtures.py"}
+
+
 def test_no_script_recipe_or_benchmark_edits_sys_path():
-    files = [p for d in ("scripts", "recipes", "benchmarks", "src", "tests") for p in (REPO / d).rglob("*.py")]
+    files = [p for d in ("scripts", "recipes", "benchmarks", "src", "tests") for p in (REPO / d).rglob("*.py")
+             if str(p.relative_to(REPO)) not in EXTERNAL_REFERENCE]
     offenders = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text())):

@@ -6,6 +6,7 @@
     fsqtok info        T
     fsqtok tokenize    --tokenizer T --data SOURCE --output OUT ...   (dataset -> index shards)
     fsqtok shards verify OUT
+    fsqtok convert     cosmos|nemo SRC -o OUT ...                      (released checkpoint -> model folder)
 
 ``T`` is a saved tokenizer folder or a Hub repo id. ``--debug`` and ``--device`` work before or
 after the subcommand. Every error is one line on stderr: exit status 2 for bad arguments
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("tokenize", help="tokenize a dataset into index shards (see `fsqtok tokenize --help`)",
                    add_help=False)
     sub.add_parser("shards", help="index-shard tools: `fsqtok shards verify OUT`", add_help=False)
+    sub.add_parser("convert", help="released checkpoints -> fsqtok model folders (see `fsqtok convert --help`)",
+                   add_help=False)
     return parser
 
 
@@ -255,7 +258,7 @@ COMMANDS = {"encode": cmd_encode, "decode": cmd_decode, "reconstruct": cmd_recon
 
 
 def _delegate(argv: list[str]) -> int | None:
-    """``tokenize`` and ``shards`` have their own parsers (shared with scripts/tokenize_dataset.py);
+    """``tokenize``, ``shards`` and ``convert`` have their own parsers (shared with scripts/tokenize_dataset.py);
     ``--debug`` and ``--device`` given before the subcommand are passed on to them."""
     i, lead = 0, []
     while i < len(argv) and (argv[i] == "--debug" or argv[i].startswith("--device")):
@@ -266,10 +269,12 @@ def _delegate(argv: list[str]) -> int | None:
         from .shards.cli import main as tokenize_main
 
         return tokenize_main(lead + argv[i + 1:])
-    if i < len(argv) and argv[i] == "shards":
+    if i < len(argv) and argv[i] in ("shards", "convert"):  # these need no device
+        from .convert.cli import main as convert_main
         from .shards.verify import main as shards_main
 
-        return shards_main([a for a in lead if a == "--debug"] + argv[i + 1:])  # verify needs no device
+        command = {"shards": shards_main, "convert": convert_main}[argv[i]]
+        return command([a for a in lead if a == "--debug"] + argv[i + 1:])
     return None
 
 

@@ -20,7 +20,7 @@ so this module imports no model (no import cycle). :func:`load_pretrained` picks
 config.json. Tokenizer folders written before model types existed (``"modality"`` and no
 ``"model_type"``) load as ``<modality>_tokenizer``.
 
-Length: about 320 lines, just over the ~300 guideline: the mixin, its strict loader and the registry
+Length: about 345 lines, just over the ~300 guideline: the mixin, its strict loader and the registry
 read best in one place, and the file-resolution helpers they share would otherwise be passed around.
 """
 
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import torch
-from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, constants, hf_hub_download
+from huggingface_hub import ModelCard, ModelCardData, ModelHubMixin, constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
@@ -53,6 +53,9 @@ MODEL_TYPES: dict[str, str | type] = {
     "depth_tokenizer": "fsqtok.tokenizers.depth:DepthTokenizer",
     "audio_tokenizer": "fsqtok.tokenizers.audio:AudioTokenizer",
     "video_tokenizer": "fsqtok.tokenizers.video:VideoTokenizer",
+    "cosmos_image_tokenizer": "fsqtok.tokenizers.cosmos:CosmosImageTokenizer",
+    "cosmos_video_tokenizer": "fsqtok.tokenizers.cosmos:CosmosVideoTokenizer",
+    "nemo_audio_tokenizer": "fsqtok.tokenizers.nemo_audio:NemoAudioTokenizer",
     "maskgit": "fsqtok.generative.maskgit.model:MaskGIT",
     "uvim_stage1": "fsqtok.generative.uvim.stage1:UViMStage1",
     "uvim_lm": "fsqtok.generative.uvim.lm:UViMLM",
@@ -156,12 +159,30 @@ def resolve_file(source: str, filename: str, **hub: Any) -> str:
         raise FileNotFoundError(f"{source}: a file, not a folder; pass the folder that holds {CONFIG_NAME}")
     if looks_local(source):
         raise FileNotFoundError(f"{source}: no such folder (and not a Hub repo id of the form org/name)")
+    return _from_hub(source, f"no {filename}", lambda: hf_hub_download(repo_id=source, filename=filename, **hub), hub)
+
+
+def resolve_repo(source: str, **hub: Any) -> str:
+    """Path of a local file or folder, or of Hub repo ``source``'s snapshot folder in the Hub cache.
+
+    ``hub`` as for :func:`resolve_file` (``force_download`` excepted). A local-looking path that
+    does not exist, or a repo missing from the cache when offline, is a one-line ``FileNotFoundError``.
+    """
+    if os.path.exists(source):
+        return source
+    if looks_local(source):
+        raise FileNotFoundError(f"{source}: no such file or folder (and not a Hub repo id of the form org/name)")
+    return _from_hub(source, "no snapshot", lambda: snapshot_download(repo_id=source, **hub), hub)
+
+
+def _from_hub(source: str, missing: str, download: Any, hub: dict[str, Any]) -> str:
+    """``download()``; offline (or the Hub unreachable) and not in the cache: one line, not the Hub's text."""
     try:
-        return hf_hub_download(repo_id=source, filename=filename, **hub)
-    except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and not in the cache: one line, not the Hub's text
+        return download()
+    except LocalEntryNotFoundError:
         why = ("HF_HUB_OFFLINE is set" if constants.HF_HUB_OFFLINE else "local_files_only=True"
                if hub.get("local_files_only") else "the Hub could not be reached")
-        raise FileNotFoundError(f"{source}: no such local folder, and Hub repo {source} has no {filename} in the Hub "
+        raise FileNotFoundError(f"{source}: no such local folder, and Hub repo {source} has {missing} in the Hub "
                                 f"cache ({why}); pass a local folder, or download the repo once online") from None
 
 

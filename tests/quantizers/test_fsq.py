@@ -282,3 +282,46 @@ def test_projection_is_a_linear_map_on_channels():
                                           fsq.project_in.linear.bias).movedim(-1, 1)
     assert h.shape == (2, 4, 3, 5) and torch.allclose(h, expected, atol=1e-5)
     assert fsq.project_out(torch.randn(7, 4)).shape == (7, 16)  # no spatial axes
+
+
+# --------------------------------------------------------------------------- variant="printed" (NeMo's bound)
+
+
+def printed_bound(z: torch.Tensor, levels: list[int], eps: float = 1e-3) -> torch.Tensor:
+    """The paper's printed formula, written out independently: ``(L-1)/2 (1-eps) tanh(z + tan(o/s)) - o``."""
+    L = torch.tensor(levels, dtype=torch.float64)
+    scale = (L - 1) / 2 * (1 - eps)
+    offset = (L % 2 == 0).double() * 0.5
+    return (scale * torch.tanh(z.double() + torch.tan(offset / scale)) - offset).float()
+
+
+@pytest.mark.parametrize("levels", [[8, 7, 6, 6], [8, 5, 5, 5]])
+def test_printed_variant_bounds_with_the_printed_formula(levels):
+    z = torch.randn(4096, len(levels), generator=torch.Generator().manual_seed(0)) * 2
+    fsq = FSQ(levels, variant="printed")
+    assert torch.allclose(fsq.bound(z), printed_bound(z, levels), atol=2e-6)
+    # the default differs from it by up to eps * (L - 1) (scale) plus the shift: enough to move tokens
+    assert (FSQ(levels).bound(z) - printed_bound(z, levels)).abs().max() > 1e-3
+    # rounding the printed bound gives the printed variant's codes, packed as in the paper
+    codes = fsq.quantize(z)
+    expected = torch.round(printed_bound(z, levels)) / torch.tensor([L // 2 for L in levels])
+    assert torch.equal(codes, expected)
+    assert torch.equal(fsq.codes_to_indices(codes), FSQ(levels).codes_to_indices(codes))
+
+
+def test_printed_variant_keeps_grid_and_packing():
+    printed, default = FSQ([8, 7, 6, 6], variant="printed"), FSQ([8, 7, 6, 6])
+    assert torch.equal(printed.codebook, default.codebook)
+    z = torch.randn(2, 4, 3, 5, generator=torch.Generator().manual_seed(1)) * 3
+    out = printed(z)
+    assert torch.equal(printed.decode_indices(out.indices), out.z_q)
+    assert "variant='printed'" in repr(printed) and "variant" not in repr(default)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(levels=[8, 5], variant="nemo"), r"variant must be one of \('fsqtok', 'printed'\), got 'nemo'"),
+    (dict(levels=[5, 5], variant="printed", symmetric=True), "variant='printed' is defined on the paper's grid"),
+])
+def test_bad_variant_is_rejected_clearly(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        FSQ(**kwargs)

@@ -73,8 +73,9 @@ def test_debug_recipe_two_steps_writes_model_checkpoints_and_sample_grids(run, t
     text = (out / "train.log").read_text()
     assert "[1 process(es) on cpu]" in text
     assert f"eval step 2 (data.val) loss={metrics(out, 'eval')[2]['loss']:.4g}" in text  # the eval loss is shown
-    assert cfg.train_data_sha256 == content_identity(manifest)["content_sha256"]  # the model names its data
-    assert cfg.val_data_sha256 == content_identity(read_manifest(out / "debug_data" / "val"))["content_sha256"]
+    assert MaskGIT.from_pretrained(out / "maskgit").trained_on == {  # the model names its data by content
+        "train_data": content_identity(manifest)["content_sha256"],
+        "val_data": content_identity(read_manifest(out / "debug_data" / "val"))["content_sha256"]}
     assert cfg.tokenizer == str(out / "maskgit" / "tokenizer") or Path(cfg.tokenizer).is_absolute()
     assert MaskGIT.from_pretrained(out / "maskgit").config.tokenizer_sha256 == manifest["tokenizer"]["weights_sha256"]
     assert (out / "maskgit" / "tokenizer" / "model.safetensors").is_file()  # self-contained
@@ -166,7 +167,7 @@ def test_resume_on_shards_re_made_by_another_tokenizer_is_refused(run, tmp_path,
     capsys.readouterr()
     assert run(*base, "max_steps=2") == 1  # the same config again: a used folder, not "a different config"
     assert "already holds a run; pass --resume" in capsys.readouterr().err
-    saved = yaml.safe_load((out / "config.yaml").read_text())["provenance"]["train"]
+    saved = yaml.safe_load((out / "config.yaml").read_text())["trained_on"]["train_data"]
     assert saved == {**content_identity(read_manifest(shards)), "grid": [8, 8]}
     moved = tmp_path / "moved"
     shards.rename(moved)  # the same data at another path resumes
@@ -175,7 +176,7 @@ def test_resume_on_shards_re_made_by_another_tokenizer_is_refused(run, tmp_path,
     capsys.readouterr()
     assert run(*base[:1], f"data.train={moved}", *base[2:], "max_steps=4", resume="latest") == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "trained with another training data (provenance.train." in err[0]
+    assert len(err) == 1 and "trained with another training data (trained_on.train_data." in err[0]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
 
 
@@ -201,7 +202,7 @@ def test_overwrite_remakes_the_debug_data_with_the_new_settings(run, tmp_path, c
     assert not (out / "debug_data" / "images" / "class0" / "stray.png").exists()  # cleared, not reused
     capsys.readouterr()  # a resume with other debug settings makes other data: refused by content
     assert run(f"output_dir={out}", "max_steps=2", "log.tensorboard=false", "data.debug_images=12", resume="latest") == 1
-    assert "another training data (provenance.train.content_sha256" in capsys.readouterr().err
+    assert "another training data (trained_on.train_data.content_sha256" in capsys.readouterr().err
     assert read_manifest(out / "debug_data" / "shards")["totals"]["rows"] == 12
     assert run(f"output_dir={out}", "max_steps=1", "log.tensorboard=false", "data.debug_images=8",
                "data.debug_classes=4", "--overwrite") == 0

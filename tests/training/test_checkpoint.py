@@ -231,9 +231,9 @@ def test_top_level_fixed_keys_are_compared_on_resume(tmp_path):
 
     old, new = {**CONFIG, "seed": 0, "stage1": "a", "seeds": 1}, {**CONFIG, "seed": 1, "stage1": "b", "seeds": 2}
     assert config_diff(old, new, ("seed", "stage1")) == ["seed", "stage1"]  # not "seeds": a prefix is not a key
-    recorded = {**CONFIG, "output_dir": "y", "provenance": {"train": {"content_sha256": "ab"}}}
+    recorded = {**CONFIG, "output_dir": "y", "trained_on": {"train_data": {"content_sha256": "ab"}}}
     assert config_diff(recorded, CONFIG) == []  # what a run writes itself is not a config difference...
-    assert config_diff(recorded, CONFIG, ("provenance.train",)) == ["provenance.train.content_sha256"]  # ...unless named
+    assert config_diff(recorded, CONFIG, ("trained_on.train_data",)) == ["trained_on.train_data.content_sha256"]  # ...unless named
     run = tmp_path / "run"
     _fake_checkpoint(run, 1, old)
     with pytest.raises(CheckpointError, match=r"\(seed: 0 -> 1\)"):
@@ -247,15 +247,15 @@ def test_a_checkpoint_that_records_no_data_content_cannot_be_resumed_on_trust(tm
     run = tmp_path / "run"
     _fake_checkpoint(run, 1, CONFIG)
     ckpt = run / "checkpoints" / "step-000001"
-    now = {**CONFIG, "provenance": {"train": {"content_sha256": "ab"}}}
-    with pytest.raises(CheckpointError, match=r"records no training data \(provenance.train; saved by an older "
+    now = {**CONFIG, "trained_on": {"train_data": {"content_sha256": "ab"}}}
+    with pytest.raises(CheckpointError, match=r"records no training data \(trained_on.train_data; saved by an older "
                                               r"fsqtok\).*--overwrite"):
-        check_resume_config(ckpt, now, ("provenance.train",), what="training data")
-    _fake_checkpoint(run, 2, {**CONFIG, "provenance": {"train": {"content_sha256": "cd"}}})
-    with pytest.raises(CheckpointError, match=r"another training data \(provenance.train.content_sha256: 'cd' -> 'ab'"):
-        check_resume_config(run / "checkpoints" / "step-000002", now, ("provenance.train",), what="training data")
-    check_resume_config(run / "checkpoints" / "step-000002", {**now, "provenance": {"train": {"content_sha256": "cd"}}},
-                        ("provenance.train",))
+        check_resume_config(ckpt, now, ("trained_on.train_data",), what="training data")
+    _fake_checkpoint(run, 2, {**CONFIG, "trained_on": {"train_data": {"content_sha256": "cd"}}})
+    with pytest.raises(CheckpointError, match=r"another training data \(trained_on.train_data.content_sha256: 'cd' -> 'ab'"):
+        check_resume_config(run / "checkpoints" / "step-000002", now, ("trained_on.train_data",), what="training data")
+    check_resume_config(run / "checkpoints" / "step-000002", {**now, "trained_on": {"train_data": {"content_sha256": "cd"}}},
+                        ("trained_on.train_data",))
 
 
 @pytest.mark.parametrize("name", ["model.safetensors", "optimizer.bin"])

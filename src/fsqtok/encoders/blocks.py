@@ -18,26 +18,28 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-def group_norm(channels: int) -> nn.GroupNorm:
-    """GroupNorm with up to 32 groups of at least 2 channels each.
+def group_norm(channels: int, groups: int | None = None) -> nn.GroupNorm:
+    """GroupNorm with up to 32 groups of at least 2 channels each, or exactly ``groups`` groups.
 
     32 groups as in VQGAN when ``channels`` allows; narrow (tiny) layers get fewer, wider groups,
-    so a group never holds a single value when the feature map is 1x1.
+    so a group never holds a single value when the feature map is 1x1. Ports of released models
+    pass their own ``groups`` (Cosmos: 32 in 2D, 1 in 3D).
     """
-    groups = math.gcd(32, channels)
-    if groups == channels and channels > 1:
-        groups = math.gcd(32, channels // 2)
+    if groups is None:
+        groups = math.gcd(32, channels)
+        if groups == channels and channels > 1:
+            groups = math.gcd(32, channels // 2)
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
 class ResBlock2d(nn.Module):
     """Pre-activation residual block: (GroupNorm, SiLU, 3x3 conv) x 2, 1x1 skip when widths differ."""
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, out_channels: int, norm_groups: int | None = None) -> None:
         super().__init__()
-        self.norm1 = group_norm(in_channels)
+        self.norm1 = group_norm(in_channels, norm_groups)
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
-        self.norm2 = group_norm(out_channels)
+        self.norm2 = group_norm(out_channels, norm_groups)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
@@ -50,9 +52,9 @@ class ResBlock2d(nn.Module):
 class AttnBlock2d(nn.Module):
     """Single-head self-attention over all positions of a ``(B, C, H, W)`` map, with a residual."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_groups: int | None = None) -> None:
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, norm_groups)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
@@ -203,7 +205,23 @@ class CausalConv3d(nn.Conv3d):
             self._cache = x[:, :, n_out * self.time_stride :].clone()
             if n_out == 0:
                 return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
-        return super().forward(F.pad(x, (*self.spatial_pad, 0, 0)))
+        return self._conv(F.pad(x, (*self.spatial_pad, 0, 0)))
+
+    def _conv(self, x: Tensor) -> Tensor:
+        """The unpadded conv. A kernel that spans one axis group runs as a 2D conv (on the CPU the 2D
+        kernels are faster than the generic 3D one): ``(1, kh, kw)`` frame by frame, ``(kt, 1, 1)`` on
+        ``(T, H * W)``."""
+        kt, kh, kw = self.kernel_size
+        w = self.weight
+        if kt == 1 and self.stride[0] == 1:
+            b, _, t, h, width = x.shape
+            frames = x.transpose(1, 2).reshape(b * t, -1, h, width)
+            y = F.conv2d(frames, w[:, :, 0], self.bias, stride=self.stride[1:])
+            return y.reshape(b, t, *y.shape[1:]).transpose(1, 2)
+        if kh == kw == 1 and self.stride[1:] == (1, 1):
+            h, width = x.shape[3:]
+            return F.conv2d(x.flatten(3), w[..., 0], self.bias, stride=(self.stride[0], 1)).unflatten(3, (h, width))
+        return super().forward(x)
 
     def _out_hw(self, x: Tensor) -> tuple[int, int]:
         l, r, t, b = self.spatial_pad

@@ -26,9 +26,9 @@ def _per_frame(fn: nn.Module, x: Tensor) -> Tensor:
 class FrameGroupNorm(nn.Module):
     """GroupNorm over each frame separately (statistics never mix frames, which keeps causality)."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int | None = None) -> None:
         super().__init__()
-        self.norm = group_norm(channels)
+        self.norm = group_norm(channels, groups)
 
     def forward(self, x: Tensor) -> Tensor:
         return _per_frame(self.norm, x)
@@ -37,9 +37,9 @@ class FrameGroupNorm(nn.Module):
 class FrameAttention(nn.Module):
     """Single-head spatial self-attention inside each frame."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, norm_groups: int | None = None) -> None:
         super().__init__()
-        self.attn = AttnBlock2d(channels)
+        self.attn = AttnBlock2d(channels, norm_groups)
 
     def forward(self, x: Tensor) -> Tensor:
         return _per_frame(self.attn, x)

@@ -2,6 +2,7 @@
 
 from .base import NonFiniteLatentError, QuantizerOutput, ResidualQuantizerOutput
 from .fsq import FSQ
+from .grouped_fsq import GroupedFSQ
 from .residual_fsq import ResidualFSQ
 from .stats import CodebookUsage, bits_per_token, code_counts
 from .vq import VectorQuantizer
@@ -9,6 +10,7 @@ from .vq_split import SplittingVectorQuantizer
 
 __all__ = [
     "FSQ",
+    "GroupedFSQ",
     "ResidualFSQ",
     "VectorQuantizer",
     "SplittingVectorQuantizer",

@@ -32,6 +32,12 @@ validation share one set of precomputed constants; splitting them would pass tho
 
 ``symmetric=True`` selects the symmetric grid of arXiv 2411.19842: ``L`` points evenly spaced in
 ``[-1, 1]`` (``-1, -1 + 2/(L-1), ..., 1``), which also makes ``L = 2`` (a sign bit) meaningful.
+
+``variant="printed"`` computes the bound exactly as printed in the paper's appendix:
+``half_l = (L - 1) * (1 - eps) / 2`` and ``shift = tan(offset / half_l)``. NVIDIA NeMo's audio
+codecs (``FiniteScalarQuantizer``) were trained with it, so their ports must use it: with fsqtok's
+default formula about one token in 200 of a NeMo codec comes out different. The grid, the digits and
+the index packing are the same in both variants.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from .base import (ChannelProjection, NonFiniteLatentError, QuantizerOutput, all
                    check_channels, fp32_region, restore_layout)
 
 INT64_MAX = 2**63 - 1
+VARIANTS = ("fsqtok", "printed")  # how bound() is computed; see the module docstring
 
 
 class _Consts(NamedTuple):
@@ -124,6 +131,9 @@ class FSQ(nn.Module):
         eps: margin of the ``tanh`` bound (see module docstring); needs ``eps * (L - 1) < 1``.
         symmetric: use the symmetric grid ``linspace(-1, 1, L)`` (arXiv 2411.19842) instead of
             the paper's centred integer grid.
+        variant: ``"fsqtok"`` (default: ``(1 + eps)`` scale, ``atanh`` shift) or ``"printed"`` (the
+            paper's printed formula, ``(1 - eps)`` and ``tan``, as NVIDIA NeMo's codecs use it);
+            see the module docstring. ``"printed"`` needs the paper's grid (``symmetric=False``).
         channel_last: :meth:`forward` takes ``(B, *spatial, C)`` instead of ``(B, C, *spatial)``.
 
     The methods :meth:`bound`, :meth:`quantize`, :meth:`codes_to_indices` and
@@ -139,9 +149,15 @@ class FSQ(nn.Module):
         eps: float = 1e-3,
         symmetric: bool = False,
         channel_last: bool = False,
+        variant: str = "fsqtok",
     ) -> None:
         super().__init__()
         self.levels = validate_levels(levels, eps=eps, symmetric=symmetric)
+        if variant not in VARIANTS:
+            raise ValueError(f"FSQ: variant must be one of {VARIANTS}, got {variant!r}")
+        if variant == "printed" and symmetric:
+            raise ValueError("FSQ: variant='printed' is defined on the paper's grid; pass symmetric=False")
+        self.variant = variant
         self.dim = len(self.levels)
         self.in_channels = self.dim if in_channels is None else int(in_channels)
         if self.in_channels < 1:
@@ -160,7 +176,8 @@ class FSQ(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"levels={self.levels}, in_channels={self.in_channels}, codebook_size={self.codebook_size}, "
-                f"symmetric={self.symmetric}, channel_last={self.channel_last}")
+                f"symmetric={self.symmetric}, channel_last={self.channel_last}"
+                + (f", variant={self.variant!r}" if self.variant != "fsqtok" else ""))
 
     # ------------------------------------------------------------------ constants
     def _make_host_consts(self) -> _Consts:
@@ -171,10 +188,11 @@ class FSQ(nn.Module):
             offset = torch.zeros_like(L)
             half_width = (L - 1) / 2
         else:
-            half_l = (L - 1) * (1 + self.eps) / 2
+            printed = self.variant == "printed"
+            half_l = (L - 1) * ((1 - self.eps) if printed else (1 + self.eps)) / 2
             offset = (L % 2 == 0).double() * 0.5
             half_width = torch.floor(L / 2)
-        shift = torch.atanh(offset / half_l)
+        shift = torch.tan(offset / half_l) if self.variant == "printed" else torch.atanh(offset / half_l)
         basis = torch.tensor([math.prod(self.levels[:i]) for i in range(self.dim)], dtype=torch.int64)
         # q is round(bound) on the paper's grid and the digit itself on the symmetric one
         round_bias = half_width if self.symmetric else torch.zeros_like(L)

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
 from ..encoders.blocks import streaming
@@ -73,6 +73,10 @@ class AudioTokenizer(Tokenizer):
 
     def __init__(self, config: AudioConfig | None = None) -> None:
         super().__init__(config)
+        self.encoder, self.decoder = self._build_networks()
+
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """``(encoder, decoder)``: mono waveform ``(B, 1, T)`` <-> latents ``(B, latent_channels, T / hop)``."""
         c = self.config
         arch = dict(
             latent_channels=self.latent_channels,
@@ -81,8 +85,7 @@ class AudioTokenizer(Tokenizer):
             dilations=c.dilations,
             causal=c.causal,
         )
-        self.encoder = AudioEncoder(1, **arch)
-        self.decoder = AudioDecoder(1, **arch)
+        return AudioEncoder(1, **arch), AudioDecoder(1, **arch)
 
     @property
     def layout(self) -> str:  # type: ignore[override]

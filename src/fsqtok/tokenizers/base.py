@@ -62,16 +62,20 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
             )
         self.config = config
         self.latent_channels = config.latent_channels or len(config.levels)
+        self.quantizer = self._build_quantizer()
+
+    def _build_quantizer(self) -> nn.Module:
+        """The bottleneck that ``config.quantizer`` names; a port whose source quantizes otherwise overrides this."""
+        config = self.config
         if config.quantizer == "fsq":
-            self.quantizer: FSQ | ResidualFSQ | VectorQuantizer = FSQ(config.levels, self.latent_channels)
-        elif config.quantizer == "vq":  # the paper's baseline, at FSQ's codebook size and code width
-            self.quantizer = VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels,
-                                             dead_code_threshold=config.vq_dead_code_threshold)
-        else:
-            self.quantizer = ResidualFSQ(
-                config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout,
-                stage_scale=config.residual_stage_scale,
-            )
+            return FSQ(config.levels, self.latent_channels)
+        if config.quantizer == "vq":  # the paper's baseline, at FSQ's codebook size and code width
+            return VectorQuantizer(math.prod(config.levels), len(config.levels), self.latent_channels,
+                                   dead_code_threshold=config.vq_dead_code_threshold)
+        return ResidualFSQ(
+            config.levels, config.num_stages, self.latent_channels, quantize_dropout=config.quantize_dropout,
+            stage_scale=config.residual_stage_scale,
+        )
 
     # -- hooks for subclasses
     def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..encoders.image import ImageDecoder, ImageEncoder
 from .base import Tokenizer
@@ -60,6 +60,10 @@ class Conv2dTokenizer(Tokenizer):
     def __init__(self, config: Conv2dConfig | None = None) -> None:
         super().__init__(config)
         self.net_channels = self._network_channels()
+        self.encoder, self.decoder = self._build_networks()
+
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """``(encoder, decoder)`` for this config (ports of other architectures override this)."""
         c = self.config
         arch = dict(
             latent_channels=self.latent_channels,
@@ -68,8 +72,7 @@ class Conv2dTokenizer(Tokenizer):
             num_res_blocks=c.num_res_blocks,
             mid_attention=c.mid_attention,
         )
-        self.encoder = ImageEncoder(self.net_channels, **arch)
-        self.decoder = ImageDecoder(self.net_channels, **arch)
+        return ImageEncoder(self.net_channels, **arch), ImageDecoder(self.net_channels, **arch)
 
     def _network_channels(self) -> int:
         raise NotImplementedError

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..encoders.blocks import streaming
 from ..encoders.video import VideoDecoder, VideoEncoder
@@ -74,6 +74,10 @@ class VideoTokenizer(Tokenizer):
 
     def __init__(self, config: VideoConfig | None = None) -> None:
         super().__init__(config)
+        self.encoder, self.decoder = self._build_networks()
+
+    def _build_networks(self) -> tuple[nn.Module, nn.Module]:
+        """``(encoder, decoder)`` for this config (ports of other architectures override this)."""
         c = self.config
         arch = dict(
             latent_channels=self.latent_channels,
@@ -83,8 +87,7 @@ class VideoTokenizer(Tokenizer):
             num_res_blocks=c.num_res_blocks,
             mid_attention=c.mid_attention,
         )
-        self.encoder = VideoEncoder(c.in_channels, **arch)
-        self.decoder = VideoDecoder(c.in_channels, **arch)
+        return VideoEncoder(c.in_channels, **arch), VideoDecoder(c.in_channels, **arch)
 
     @property
     def layout(self) -> str:  # type: ignore[override]

@@ -72,7 +72,7 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-RUN_WRITTEN = ("output_dir", "provenance")  # set by the run itself, not given: compared only when named in keys
+RUN_WRITTEN = ("output_dir", "trained_on")  # set by the run itself, not given: compared only when named in keys
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:
@@ -82,7 +82,7 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 
 def config_diff(old: Mapping[str, Any], new: Mapping[str, Any], keys: Iterable[str] | None = None) -> list[str]:
     """Dotted keys whose values differ: only under ``keys`` prefixes if given, else all but
-    :data:`RUN_WRITTEN` (``output_dir``, and the ``provenance`` a recipe records of its data)."""
+    :data:`RUN_WRITTEN` (``output_dir``, and the ``trained_on`` a recipe records of its data)."""
     a, b = _flat(old), _flat(new)
     diff = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
     if keys is None:
@@ -152,7 +152,7 @@ def check_resume_config(checkpoint: Path, config: Mapping[str, Any], keys: Itera
                         what: str = "model config") -> None:
     """Raise :class:`CheckpointError` when ``config`` differs under ``keys`` from the config that wrote
     ``checkpoint`` (its own ``config.yaml``, else its run's). Recipes call it again once they know
-    what their data is (e.g. a ``provenance`` section of content hashes), since paths prove nothing."""
+    what their data is (e.g. a ``trained_on`` section of content hashes), since paths prove nothing."""
     saved = _read_config(checkpoint / "config.yaml") or _read_config(checkpoint.parent.parent / "config.yaml")
     keys = tuple(keys)
     diff = config_diff(saved, config, keys) if saved is not None else []

@@ -46,8 +46,6 @@ class MaskGITConfig(ModelConfig):
     class_names: tuple[str, ...] = ()  # optional names of the classes (the shards' label strings)
     tokenizer: str | None = None  # folder or Hub repo id of the tokenizer that made the tokens
     tokenizer_sha256: str | None = None  # that tokenizer's weights_hash() (as the shards' manifest records it)
-    train_data_sha256: str | None = None  # content_sha256 of the training shards (fsqtok.shards.manifest.content_identity)
-    val_data_sha256: str | None = None  # the same of the held-out shards its eval loss was measured on, if any
 
     def __post_init__(self) -> None:
         self._check_int("codebook_size", minimum=2)
@@ -65,7 +63,7 @@ class MaskGITConfig(ModelConfig):
         names = self._check_strs("class_names")
         if names and len(names) != self.num_classes:
             self._fail("class_names", f"has {len(names)} names for num_classes={self.num_classes}")
-        for name in ("tokenizer", "tokenizer_sha256", "train_data_sha256", "val_data_sha256"):
+        for name in ("tokenizer", "tokenizer_sha256"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 self._fail(name, f"expected a string or null, got {getattr(self, name)!r}")
 
