@@ -89,13 +89,23 @@ def test_no_cycle_among_module_level_imports():
 EXTERNAL_REFERENCE = {"benchmarks/bench_cosmos_port.py", "tests/fixtures/cosmos/make_fixtures.py"}
 
 
+def _edits_sys_path(node: ast.AST) -> bool:
+    """``sys.path.insert/append/extend(...)`` or an assignment to ``sys.path`` (or a slice of it); reading is fine."""
+    def is_sys_path(n: ast.AST) -> bool:
+        n = n.value if isinstance(n, ast.Subscript) else n
+        return isinstance(n, ast.Attribute) and n.attr == "path" and getattr(n.value, "id", "") == "sys"
+
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr in ("insert", "append", "extend") and is_sys_path(node.func.value)
+    return isinstance(node, (ast.Assign, ast.AugAssign)) and any(
+        is_sys_path(t) for t in (node.targets if isinstance(node, ast.Assign) else [node.target]))
+
+
 def test_no_script_recipe_or_benchmark_edits_sys_path():
     files = [p for d in ("scripts", "recipes", "benchmarks", "src", "tests") for p in (REPO / d).rglob("*.py")
              if str(p.relative_to(REPO)) not in EXTERNAL_REFERENCE]
-    offenders = []
-    for path in files:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute) and node.attr == "path" and getattr(node.value, "id", "") == "sys":
-                offenders.append(str(path.relative_to(REPO)))
-                break
+    offenders = sorted({str(p.relative_to(REPO)) for p in files for node in ast.walk(ast.parse(p.read_text()))
+                        if _edits_sys_path(node)})
     assert offenders == []
+    assert _edits_sys_path(ast.parse("sys.path[:0] = ['x']").body[0]) and not _edits_sys_path(
+        ast.parse("env = os.pathsep.join(sys.path)").body[0].value)
