@@ -42,10 +42,10 @@ bench: $(STAMP)
 reproduce-maskgit: $(STAMP)
 	sh scripts/ensure_debian_packages.sh dataset-fashion-mnist
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) benchmarks/bench_maskgit.py --part main --until classifier
-	$(PY) benchmarks/bench_maskgit.py --part study & study=$$!; \
-	  $(PY) benchmarks/bench_maskgit.py --part main; main=$$?; wait $$study && test $$main -eq 0
-	$(PY) benchmarks/maskgit_report.py --figure docs/codebook_study.png --copy-to benchmarks/results
+	$(PY) -m benchmarks.reproduce.maskgit --part main --until classifier
+	$(PY) -m benchmarks.reproduce.maskgit --part study & study=$$!; \
+	  $(PY) -m benchmarks.reproduce.maskgit --part main; main=$$?; wait $$study && test $$main -eq 0
+	$(PY) -m benchmarks.reproduce.maskgit_report --figure docs/codebook_study.png --copy-to benchmarks/results
 
 # Issue 12's reproduction (about 1.5 h on 2 cores, resumable: rerun to continue): UViM stages I and II with FSQ
 # against VQ (with and without splitting) for depth, colorization and panoptic, then the BENCHMARKS.md tables.
@@ -53,7 +53,7 @@ reproduce-maskgit: $(STAMP)
 reproduce-uvim: $(STAMP)
 	sh scripts/ensure_debian_packages.sh dataset-fashion-mnist visp-images-data
 	$(PY) -m pip install -q -e '.[dev,bench]'
-	$(PY) benchmarks/bench_uvim.py --write-benchmarks --copy-to benchmarks/results
+	$(PY) -m benchmarks.reproduce.uvim --write-benchmarks --copy-to benchmarks/results
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -48,7 +48,7 @@ def bench_variant(name: str, repeats: int, image_size: int, video_size: int) -> 
     from cosmos_tokenizer.networks.discrete_video import CausalDiscreteVideoTokenizer
 
     from fsqtok.convert.cosmos import convert_cosmos
-    from fsqtok.data.samples import sample_images, sample_videos
+    from fsqtok.datasets.samples import sample_images, sample_videos
 
     modality, extra = VARIANTS[name]
     video = modality == "video"

@@ -24,15 +24,13 @@ import dataclasses
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, write_section  # noqa: E402
+from common import machine_line, write_section
 
-from fsqtok.generative import MaskGIT, MaskGITConfig  # noqa: E402
+from fsqtok.generative import MaskGIT, MaskGITConfig
 
 THREADS = 1  # torch threads (set from --threads): CPU time / THREADS approximates unloaded wall time
 

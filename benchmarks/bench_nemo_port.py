@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, write_section  # noqa: E402
+from common import machine_line, write_section
 
 M = "nemo.collections.tts.modules.audio_codec_modules."
 LFSC = {  # NeMo 3.0.0 examples/tts/conf/audio_codec/audio_codec_low_frame_rate_22050.yaml (the model parts)
@@ -57,7 +54,7 @@ def main() -> None:
         print("bench_nemo_port: skipped, nemo_toolkit is not importable (install nemo_toolkit[tts] in a scratch venv)")
         return
     from fsqtok.convert.nemo import nemo_config, tokenizer_from_state
-    from fsqtok.data.samples import sample_audio
+    from fsqtok.datasets.samples import sample_audio
 
     torch.manual_seed(0)
     ref = AudioCodecModel(cfg=OmegaConf.create(LFSC)).eval()

@@ -25,10 +25,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, time_call, write_section  # noqa: E402
+from common import machine_line, time_call, write_section
 
-from fsqtok.quantizers import FSQ, ResidualFSQ, VectorQuantizer  # noqa: E402
+from fsqtok.quantizers import FSQ, ResidualFSQ, VectorQuantizer
 
 try:
     from vector_quantize_pytorch import FSQ as PeerFSQ
@@ -104,9 +103,8 @@ def codebook_scaling(n_vectors: int) -> list[tuple[int, float, float]]:
 
 
 ALLOC_PROBE = """
-import sys, torch
-sys.path.insert(0, {bench!r})
-from common import time_call
+import torch
+from common import time_call  # run with cwd=benchmarks/: python -c puts the working folder first on the path
 from fsqtok.quantizers import FSQ
 torch.set_num_threads({threads})
 z = torch.randn({shape}) * 2
@@ -121,11 +119,11 @@ def allocator_effect(shape: tuple[int, ...], threads: int) -> tuple[float, float
     import os
     import subprocess
 
-    code = ALLOC_PROBE.format(bench=str(Path(__file__).resolve().parent), threads=threads, shape=(shape[0], 4, *shape[1:]))
+    code = ALLOC_PROBE.format(threads=threads, shape=(shape[0], 4, *shape[1:]))
     ratios = []
     for extra in ({}, REUSE_ALLOCATOR):
         out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **extra}, capture_output=True,
-                             text=True, check=True)
+                             text=True, check=True, cwd=Path(__file__).resolve().parent)
         ratios.append(float(out.stdout.strip().splitlines()[-1]))
     return ratios[0], ratios[1]
 
@@ -150,25 +148,9 @@ def run_case(i: int, args: argparse.Namespace) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small shapes; print only, do not write BENCHMARKS.md")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives the steadiest ratios)")
-    parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # internal: one case, JSON out
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    shape = (8, 32, 32) if args.quick else (32, 64, 64)
-    projected_shape = (4, 16, 16) if args.quick else (16, 32, 32)  # issue 10's case: (16, 256, 32, 32)
-    # (name, levels, residual stages, in_channels, (B, H, W))
-    cases = [("FSQ [8,5,5,5]", [8, 5, 5, 5], None, None, shape),
-             ("FSQ [8,8,8,5,5,5]", [8, 8, 8, 5, 5, 5], None, None, shape),
-             ("FSQ [8,8,8,5,5,5], in_channels=256", [8, 8, 8, 5, 5, 5], None, 256, projected_shape),
-             ("ResidualFSQ [8,5,5,5] x4", [8, 5, 5, 5], 4, None, shape)]
-    if args.case is not None:
-        _, levels, stages, in_channels, case_shape = cases[args.case]
-        print(json.dumps(compare_fsq(levels, case_shape, stages, in_channels)))
-        return
+def comparison_section(args: argparse.Namespace, cases: list, shape: tuple, projected_shape: tuple
+                       ) -> tuple[list[str], dict[str, dict[str, float]]]:
+    """The side-by-side table (each case in a fresh process) and the projection note; returns lines and results."""
     lines = [
         "## Quantizers: fsqtok against vector-quantize-pytorch (CPU)",
         "",
@@ -202,9 +184,14 @@ def main() -> None:
         "so the peer/ours ratio of the plain rows cannot carry over: both libraries do the same matrix products.",
     ]
     print(lines[-1], flush=True)
+    return lines, results
+
+
+def allocator_section(results: dict[str, dict[str, float]], cases: list, shape: tuple, threads: int) -> list[str]:
+    """The allocator paragraph: FSQ forward / elementwise with glibc's default allocator and with reuse."""
     fused = results[cases[0][0]]["compiled_fwd"] / results[cases[0][0]]["elementwise"]
-    default_alloc, big_alloc = allocator_effect(shape, args.threads)
-    lines += [
+    default_alloc, big_alloc = allocator_effect(shape, threads)
+    return [
         "",
         "With glibc's default allocator, allocation adds to the gap: each forward allocates a few tensors of "
         "several MB, which malloc may return to the OS and page-fault back on the next call. FSQ [8,5,5,5] "
@@ -217,10 +204,13 @@ def main() -> None:
         f"temporaries and reaches {fused:.1f}x of the elementwise pass"
         + (", so even a fused CPU kernel stays above 3x here." if fused >= 3 else ", within 3x."),
     ]
-    print(lines[-1], flush=True)
-    n = 4096 if args.quick else 16384
+
+
+def scaling_section(quick: bool) -> list[str]:
+    """Forward time against codebook size, FSQ against VQ, relative to the smallest codebook."""
+    n = 4096 if quick else 16384
     scaling = codebook_scaling(n)
-    lines += [
+    lines = [
         "",
         f"Forward time against codebook size, {n} vectors (FSQ with the paper's levels, VQ with dim 6), "
         "relative to the smallest codebook:",
@@ -232,6 +222,32 @@ def main() -> None:
     for k, tf, tv in scaling:
         lines.append(f"| {k} | {tf / f0:.2f} | {tv / v0:.2f} | {tv / tf:.1f}x |")
         print(lines[-1], flush=True)
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes; print only, do not write BENCHMARKS.md")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 gives the steadiest ratios)")
+    parser.add_argument("--case", type=int, default=None, help=argparse.SUPPRESS)  # internal: one case, JSON out
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    shape = (8, 32, 32) if args.quick else (32, 64, 64)
+    projected_shape = (4, 16, 16) if args.quick else (16, 32, 32)  # issue 10's case: (16, 256, 32, 32)
+    # (name, levels, residual stages, in_channels, (B, H, W))
+    cases = [("FSQ [8,5,5,5]", [8, 5, 5, 5], None, None, shape),
+             ("FSQ [8,8,8,5,5,5]", [8, 8, 8, 5, 5, 5], None, None, shape),
+             ("FSQ [8,8,8,5,5,5], in_channels=256", [8, 8, 8, 5, 5, 5], None, 256, projected_shape),
+             ("ResidualFSQ [8,5,5,5] x4", [8, 5, 5, 5], 4, None, shape)]
+    if args.case is not None:
+        _, levels, stages, in_channels, case_shape = cases[args.case]
+        print(json.dumps(compare_fsq(levels, case_shape, stages, in_channels)))
+        return
+    lines, results = comparison_section(args, cases, shape, projected_shape)
+    lines += allocator_section(results, cases, shape, args.threads)
+    print(lines[-1], flush=True)
+    lines += scaling_section(args.quick)
     if not args.quick:
         write_section("bench_quantizers", "\n".join(lines))
         print("wrote BENCHMARKS.md")

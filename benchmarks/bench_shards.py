@@ -8,6 +8,8 @@
     .venv/bin/python benchmarks/bench_shards.py [--n 1024] [--size 64] [--batch-size 32] [--no-write]
 
 Writes its figures into BENCHMARKS.md (between the bench_shards markers).
+
+Length: about 320 lines, over the ~300 guideline: a third is the prose of its BENCHMARKS.md section.
 """
 
 from __future__ import annotations
@@ -21,21 +23,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, write_section  # noqa: E402
+from common import machine_line, write_section
 
-from fsqtok.data.samples import sample_images  # noqa: E402
-from fsqtok.media import read_image, write_image  # noqa: E402
-from fsqtok.shards import ShardDataset, ShardStream  # noqa: E402
-from fsqtok.data import FolderSource, Preprocess, SourceDataset  # noqa: E402
-from fsqtok.shards import tokenize  # noqa: E402
-from fsqtok.shards.cli import build_parser, job_from_args  # noqa: E402
-from fsqtok.shards.writer import write_shard  # noqa: E402
-from fsqtok.tokenizers import ImageConfig, ImageTokenizer  # noqa: E402
+from fsqtok.datasets.samples import sample_images
+from fsqtok.media import read_image, write_image
+from fsqtok.shards import ShardDataset, ShardStream
+from fsqtok.data import FolderSource, Preprocess, SourceDataset
+from fsqtok.shards import tokenize
+from fsqtok.shards.cli import build_parser, job_from_args
+from fsqtok.shards.writer import write_shard
+from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "tokenize_dataset.py"
@@ -128,7 +130,7 @@ def _time_rows(fn, rows: np.ndarray, reps: int) -> float:
     return reps * len(rows) / (time.perf_counter() - t0)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=1024, help="images (default 1024)")
     ap.add_argument("--size", type=int, default=64, help="image side (default 64)")
@@ -138,71 +140,77 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per configuration; the best counts (default 3)")
     ap.add_argument("--no-scaling", action="store_true", help="skip the 1 vs 2 process runs")
     ap.add_argument("--no-write", action="store_true", help="print, do not write BENCHMARKS.md")
-    a = ap.parse_args()
-    workers = [int(w) for w in a.workers.split(",")]
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        toks = {name: ImageTokenizer(config) for name, config in MODELS.items()}
-        tok_dirs = {name: d / f"tok_{name}" for name in toks}
-        for name, tok in toks.items():
-            tok.save_pretrained(tok_dirs[name])
-        imgs = sample_images(a.n, a.size, seed=0)
-        (d / "imgs").mkdir()
-        for i in range(a.n):
-            write_image(d / "imgs" / f"{i:05d}.png", imgs[i])
-        keys = sorted(p.name for p in (d / "imgs").iterdir())
-        x = torch.stack([read_image(d / "imgs" / k) for k in keys])  # decoded once, outside the timing
-        base = ["--data", str(d / "imgs"), "--batch-size", str(a.batch_size),
-                "--shard-size", str(a.shard_size), "--device", "cpu", "--quiet"]
+    return ap.parse_args()
 
-        # 1. end-to-end vs raw, for each tokenizer, and the per-sample cost of what must hide behind it
-        e2e = {name: _end_to_end(name, tok_dir, x, base, workers, a, d) for name, tok_dir in tok_dirs.items()}
-        decode_ms, write_ms = _side_costs(d, d / f"out_tiny_w{workers[0]}", a)
 
-        # 2. scaling: same command as 1 process and as 2 processes (subprocesses, start-up included)
-        scaling = []
-        if not a.no_scaling and ACCELERATE.exists():
-            args = ["-t", str(tok_dirs["tiny"]), *base[:-1], "--num-workers", "1"]
-            env = dict(os.environ, ACCELERATE_USE_CPU="true")
-            runs = [("1 process, 2 torch threads", [sys.executable, str(SCRIPT)], dict(env)),
-                    ("1 process, 1 torch thread", [sys.executable, str(SCRIPT)], dict(env, OMP_NUM_THREADS="1")),
-                    ("2 processes, 1 torch thread each",
-                     [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                      "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", str(SCRIPT)],
-                     dict(env, OMP_NUM_THREADS="1"))]
-            for label, cmd, env_i in runs:
-                if "--main_process_port" in cmd:
-                    cmd[cmd.index("--main_process_port") + 1] = str(_free_port())
-                best = None
-                for rep in range(a.repeat):
-                    wall, rate = _subprocess_run([*cmd, *args, "-o", str(d / f"scale_{len(scaling)}_{rep}")], env_i)
-                    best = (wall, rate) if best is None or rate > best[1] else best
-                scaling.append((label, a.n / best[0], best[1]))
+def _inputs(d: Path, a: argparse.Namespace) -> tuple[dict, dict[str, Path], torch.Tensor]:
+    """Save each tokenizer and write ``a.n`` sample PNGs under ``d``; returns the tokenizers, their folders
+    and the PNGs decoded once (``(n, 3, size, size)``, outside the timing)."""
+    toks = {name: ImageTokenizer(config) for name, config in MODELS.items()}
+    tok_dirs = {name: d / f"tok_{name}" for name in toks}
+    for name, tok in toks.items():
+        tok.save_pretrained(tok_dirs[name])
+    imgs = sample_images(a.n, a.size, seed=0)
+    (d / "imgs").mkdir()
+    for i in range(a.n):
+        write_image(d / "imgs" / f"{i:05d}.png", imgs[i])
+    keys = sorted(p.name for p in (d / "imgs").iterdir())
+    return toks, tok_dirs, torch.stack([read_image(d / "imgs" / k) for k in keys])
 
-        # 3. reader: random access and streaming against a numpy memmap of the same tokens
-        out = d / f"out_tiny_w{workers[0]}"
-        t0 = time.perf_counter()
-        ds = ShardDataset(out)
-        open_ms = (time.perf_counter() - t0) * 1000
-        grid = ds.array()
-        np.save(d / "tokens.npy", grid)
-        mm = np.load(d / "tokens.npy", mmap_mode="r")
-        order = np.random.default_rng(0).permutation(len(ds))
-        reps = max(1, 100_000 // len(ds))
-        reader_rps = _time_rows(lambda i: ds[i]["tokens"], order, reps)
-        mm_rps = _time_rows(lambda i: torch.from_numpy(mm[i].astype(np.int64)), order, reps)
-        t0 = time.perf_counter()
-        streamed = 0
-        for _ in range(max(1, reps // 10)):
-            for _row in ShardStream(out, seed=0):
-                streamed += 1
-        stream_rps = streamed / (time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        for _ in range(max(1, reps // 10)):
-            for i in range(len(mm)):
-                torch.from_numpy(mm[i].astype(np.int64))
-        mm_seq_rps = max(1, reps // 10) * len(mm) / (time.perf_counter() - t0)
 
+def _scaling(tok_dir: Path, base: list[str], d: Path, a: argparse.Namespace) -> list[tuple[str, float, float]]:
+    """The same command as 1 process and as 2 processes (subprocesses, start-up included): best of ``a.repeat``
+    as ``(label, samples/s incl. start-up, samples/s of the pipeline)``."""
+    scaling = []
+    args = ["-t", str(tok_dir), *base[:-1], "--num-workers", "1"]
+    env = dict(os.environ, ACCELERATE_USE_CPU="true")
+    runs = [("1 process, 2 torch threads", [sys.executable, str(SCRIPT)], dict(env)),
+            ("1 process, 1 torch thread", [sys.executable, str(SCRIPT)], dict(env, OMP_NUM_THREADS="1")),
+            ("2 processes, 1 torch thread each",
+             [str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+              "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0", str(SCRIPT)],
+             dict(env, OMP_NUM_THREADS="1"))]
+    for label, cmd, env_i in runs:
+        if "--main_process_port" in cmd:
+            cmd[cmd.index("--main_process_port") + 1] = str(_free_port())
+        best = None
+        for rep in range(a.repeat):
+            wall, rate = _subprocess_run([*cmd, *args, "-o", str(d / f"scale_{len(scaling)}_{rep}")], env_i)
+            best = (wall, rate) if best is None or rate > best[1] else best
+        scaling.append((label, a.n / best[0], best[1]))
+    return scaling
+
+
+def _reader(out: Path, d: Path) -> dict[str, Any]:
+    """Random access and streaming of ``out`` against a numpy memmap of the same tokens (rows/s)."""
+    t0 = time.perf_counter()
+    ds = ShardDataset(out)
+    open_ms = (time.perf_counter() - t0) * 1000
+    grid = ds.array()
+    np.save(d / "tokens.npy", grid)
+    mm = np.load(d / "tokens.npy", mmap_mode="r")
+    order = np.random.default_rng(0).permutation(len(ds))
+    reps = max(1, 100_000 // len(ds))
+    reader_rps = _time_rows(lambda i: ds[i]["tokens"], order, reps)
+    mm_rps = _time_rows(lambda i: torch.from_numpy(mm[i].astype(np.int64)), order, reps)
+    t0 = time.perf_counter()
+    streamed = 0
+    for _ in range(max(1, reps // 10)):
+        for _row in ShardStream(out, seed=0):
+            streamed += 1
+    stream_rps = streamed / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for _ in range(max(1, reps // 10)):
+        for i in range(len(mm)):
+            torch.from_numpy(mm[i].astype(np.int64))
+    mm_seq_rps = max(1, reps // 10) * len(mm) / (time.perf_counter() - t0)
+    return {"rows": len(ds), "grid": grid.shape[1:], "open_ms": open_ms, "reader_rps": reader_rps, "mm_rps": mm_rps,
+            "stream_rps": stream_rps, "mm_seq_rps": mm_seq_rps}
+
+
+def _report(a: argparse.Namespace, toks: dict, e2e: dict, decode_ms: float, write_ms: float,
+            scaling: list[tuple[str, float, float]], rd: dict[str, Any]) -> str:
+    """The BENCHMARKS.md section. Long (about 100 lines): it is the section's prose, one f-string."""
     cmd = "`.venv/bin/python benchmarks/bench_shards.py" + (f" --n {a.n}" if a.n != 1024 else "") + "`"
     cores = os.cpu_count() or 1
     table, verdicts = [], []
@@ -223,7 +231,7 @@ def main() -> None:
     verdict = "\n".join(verdicts)
     body = f"""## Index shards (`fsqtok tokenize`, `fsqtok.shards`)
 
-{cmd} on {machine_line()}. {a.n} real {a.size}x{a.size} PNGs (`fsqtok.data.samples`), batch
+{cmd} on {machine_line()}. {a.n} real {a.size}x{a.size} PNGs (`fsqtok.datasets.samples`), batch
 {a.batch_size}, shards of {a.shard_size}, CPU, uint16 tokens. Two `ImageTokenizer`s: **tiny**, the
 default config (f=8 with 16 base channels, 64 tokens per image), and **mid**, f=8 with 32 base
 channels and 2 residual blocks per level (64 tokens per image), whose encoder costs about what a
@@ -270,18 +278,37 @@ the 1-process command. "1 process, 1 thread" against "2 processes" shows the per
 scaling that a machine with a core or GPU per process gets.
 """
     body += f"""
-**Reader** ({len(ds)} rows, {grid.shape[1:]} grids; opening `ShardDataset` takes {open_ms:.1f} ms):
+**Reader** ({rd['rows']} rows, {rd['grid']} grids; opening `ShardDataset` takes {rd['open_ms']:.1f} ms):
 
 | access | rows/s |
 |---|---:|
-| `ShardDataset[i]`, random order (int64 tensor) | {reader_rps:,.0f} |
-| numpy memmap `mm[i]` of the same tokens, random order (int64 tensor) | {mm_rps:,.0f} |
-| `ShardStream` (shuffled across shards, one epoch) | {stream_rps:,.0f} |
-| numpy memmap, sequential | {mm_seq_rps:,.0f} |
+| `ShardDataset[i]`, random order (int64 tensor) | {rd['reader_rps']:,.0f} |
+| numpy memmap `mm[i]` of the same tokens, random order (int64 tensor) | {rd['mm_rps']:,.0f} |
+| `ShardStream` (shuffled across shards, one epoch) | {rd['stream_rps']:,.0f} |
+| numpy memmap, sequential | {rd['mm_seq_rps']:,.0f} |
 
 `ShardDataset` reads the Parquet shards once into one `(N, *shape)` uint16 array; `ds[i]` is a
 row of it, so random access is at par with a memmap (the extra cost is the row dict).
 """
+    return body
+
+
+def main() -> None:
+    a = parse_args()
+    workers = [int(w) for w in a.workers.split(",")]
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d)
+        toks, tok_dirs, x = _inputs(d, a)
+        base = ["--data", str(d / "imgs"), "--batch-size", str(a.batch_size),
+                "--shard-size", str(a.shard_size), "--device", "cpu", "--quiet"]
+        # 1. end-to-end vs raw, for each tokenizer, and the per-sample cost of what must hide behind it
+        e2e = {name: _end_to_end(name, tok_dir, x, base, workers, a, d) for name, tok_dir in tok_dirs.items()}
+        decode_ms, write_ms = _side_costs(d, d / f"out_tiny_w{workers[0]}", a)
+        # 2. scaling: same command as 1 process and as 2 processes
+        scaling = _scaling(tok_dirs["tiny"], base, d, a) if not a.no_scaling and ACCELERATE.exists() else []
+        # 3. reader: random access and streaming against a numpy memmap of the same tokens
+        rd = _reader(d / f"out_tiny_w{workers[0]}", d)
+    body = _report(a, toks, e2e, decode_ms, write_ms, scaling, rd)
     print(body)
     if not a.no_write:
         write_section("bench_shards", body)

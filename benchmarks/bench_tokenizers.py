@@ -15,16 +15,13 @@ Ratios are peer time / ours (> 1: we are faster), measured in the same process.
 from __future__ import annotations
 
 import argparse
-import sys
 import warnings
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, time_call, write_section  # noqa: E402
+from common import machine_line, time_call, write_section
 
-from fsqtok.tokenizers import AudioTokenizer, ImageTokenizer, VideoTokenizer  # noqa: E402
+from fsqtok.tokenizers import AudioTokenizer, ImageTokenizer, VideoTokenizer
 
 
 def n_params(m: torch.nn.Module) -> int:

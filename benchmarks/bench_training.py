@@ -31,8 +31,7 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine_line, write_section  # noqa: E402
+from common import machine_line, write_section
 
 CONFIG = "recipes/configs/image/image.yaml"
 

@@ -43,8 +43,8 @@ from torch.utils.data import DataLoader, Dataset
 from fsqtok.cli_support import exit_process
 from fsqtok.data import DataError, EpochSampler
 from fsqtok.generative import MaskGIT, MaskGITConfig
-from fsqtok.generative.sampling import (TokenizerMismatch, class_name, decode_images, labelled_grid,
-                                        load_matching_tokenizer)
+from fsqtok.generative.maskgit.sampling import (TokenizerMismatch, class_name, decode_images, labelled_grid,
+                                                load_matching_tokenizer)
 from fsqtok.hub import ConfigError
 from fsqtok.shards import ShardDataset
 from fsqtok.shards.manifest import content_identity, token_space_differences
@@ -173,7 +173,7 @@ def make_debug_shards(out: Path, n: int, classes: int, seed: int, overwrite: boo
     on ``overwrite`` or when ``n``, ``classes`` or ``seed`` differ from those that made it."""
     from accelerate import PartialState
 
-    from fsqtok.data.samples import sample_images
+    from fsqtok.datasets.samples import sample_images
     from fsqtok.media.image import write_image
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
@@ -276,6 +276,10 @@ def sample_grid(model: MaskGIT, tok, sc, device) -> Tensor:
 
 
 def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
+    """One run of ``cfg`` (a loaded config); returns the exit status.
+
+    Long on purpose (about 80 lines): a recipe keeps its loop in view in one function (docs/DESIGN.md, data flow 2).
+    """
     check_config(cfg)
     run_dir, oc = Path(cfg.output_dir), cfg.optim
     resume_from = prepare_output_dir(run_dir, cfg.to_dict(), resume=resume, overwrite=overwrite, fixed_keys=FIXED_KEYS)

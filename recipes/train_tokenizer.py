@@ -181,7 +181,10 @@ def check_config(cfg, resume: str | None, overwrite: bool) -> Path | None:
 
 
 def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
-    """One run of ``cfg`` (a loaded config); returns the exit status."""
+    """One run of ``cfg`` (a loaded config); returns the exit status.
+
+    Long on purpose (about 100 lines): a recipe keeps its loop in view in one function (docs/DESIGN.md, data flow 2).
+    """
     resume_from = check_config(cfg, resume, overwrite)
     run_dir, oc, lc = Path(cfg.output_dir), cfg.optim, TokenizerLossConfig(**cfg.loss)
     set_seed(cfg.seed)  # same initial weights on every process (and in scripts/demo.py's step-0 tokenizer)

@@ -5,8 +5,8 @@
     python recipes/train_uvim.py --config recipes/configs/uvim/depth_stage1_debug.yaml max_steps=2
 
 One readable script for both stages (``stage: 1`` or ``2``). The ``model`` section takes the fields of
-``fsqtok.generative.uvim.UViMConfig`` (stage I), the ``lm`` section those of ``UViMLMConfig`` that are
-not derived from the stage-I model (stage II). Data: the offline synthetic pairs of ``fsqtok.data.uvim_pairs``, or
+``fsqtok.generative.uvim.stage1.UViMConfig`` (stage I), the ``lm`` section those of ``UViMLMConfig`` that are
+not derived from the stage-I model (stage II). Data: the offline synthetic pairs of ``fsqtok.datasets.uvim_pairs``, or
 (``data.source=folder data.path=DIR``) your own pairs through the shared paired layer (``UViMFolderPairs``).
 Stage II trains on the codes the frozen stage-I oracle makes of each target; its model folder holds the
 stage-I model it was trained with in ``stage1/``, named in its config.json by path and weights hash.
@@ -41,10 +41,10 @@ from torch.utils.data import DataLoader
 
 from fsqtok.cli_support import exit_process
 from fsqtok.data import DataError, EpochSampler, metrics_kind, metrics_note, split_sizes
-from fsqtok.data.uvim_pairs import UViMFolderPairs, UViMPairs
-from fsqtok.generative.uvim import UViMConfig, UViMStage1
-from fsqtok.generative.uvim_eval import evaluate
-from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+from fsqtok.datasets.uvim_pairs import UViMFolderPairs, UViMPairs
+from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1
+from fsqtok.generative.uvim.evaluation import evaluate
+from fsqtok.generative.uvim.lm import UViMLM, UViMLMConfig
 from fsqtok.hub import CheckpointError as HubCheckpointError, ConfigError
 from fsqtok.training import (EMA, EXIT_STOPPED, Checkpointer, CheckpointError, ConfigChecks, NonFiniteLoss,
                              StepFlags, StopRequest, TrainLogger, TrainState, build_accelerator, build_scheduler,
@@ -68,7 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "stage1": None,  # stage II: the stage-I model folder (or Hub repo id)
     "lm": {k: getattr(UViMLMConfig(), k) for k in LM_FIELDS},  # stage II: UViMLMConfig fields
     "data": {
-        "source": "synthetic",  # synthetic (offline pairs, fsqtok.data.uvim_pairs) | folder (your pairs)
+        "source": "synthetic",  # synthetic (offline pairs, fsqtok.datasets.uvim_pairs) | folder (your pairs)
         "path": None,  # folder source: training pairs (image/ + depth/ | semantic/ + instance/ sub-folders)
         "val_path": None,  # folder source: held-out pairs; none: metrics on the training pairs, logged as train_set
         "num_train": 4096,  # synthetic source: training pairs
@@ -164,7 +164,10 @@ def load_stage1(cfg) -> UViMStage1:
 
 
 def train(cfg, resume: str | None = None, overwrite: bool = False) -> int:
-    """One run of ``cfg``; returns the exit status."""
+    """One run of ``cfg``; returns the exit status.
+
+    Long on purpose (about 90 lines): a recipe keeps its loop in view in one function (docs/DESIGN.md, data flow 2).
+    """
     resume_from = check_config(cfg, resume, overwrite)
     run_dir, oc = Path(cfg.output_dir), cfg.optim
     set_seed(cfg.seed)

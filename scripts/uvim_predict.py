@@ -32,9 +32,9 @@ from PIL import Image
 
 from fsqtok.cli_support import OneLineParser, UsageError, check_output, exit_process, run_command
 from fsqtok.data import Box, fit_spatial
-from fsqtok.generative.uvim import UViMStage1
-from fsqtok.generative.uvim_lm import UViMPipeline
-from fsqtok.generative.uvim_tasks import grey
+from fsqtok.generative.uvim.stage1 import UViMStage1
+from fsqtok.generative.uvim.lm import UViMPipeline
+from fsqtok.generative.uvim.tasks import grey
 from fsqtok.hub import read_config
 from fsqtok.media import read_image, write_image
 from fsqtok.media.depth import write_depth
@@ -101,7 +101,7 @@ def write(task: str, pred: torch.Tensor, image: torch.Tensor, out: Path) -> list
     ids = (pred[0] * 256 + pred[1]).numpy().astype(np.uint16)
     Image.fromarray(ids).save(out, format="PNG")
     overlay = overlay_path(out)
-    from fsqtok.generative.uvim_tasks import PanopticTask
+    from fsqtok.generative.uvim.tasks import PanopticTask
 
     colour = PanopticTask.visualize(pred[None])[0] * 2 - 1  # (3, H, W) in [-1, 1]
     write_image(overlay, (0.5 * image + 0.5 * colour).clamp(-1, 1))

@@ -13,19 +13,13 @@
 after the subcommand. Every error is one line on stderr: exit status 2 for bad arguments
 (checked before any work), 1 for bad input; ``--debug`` shows the traceback.
 
-Token files are safetensors: one int64 tensor per input, named ``tokens.<i>``, with metadata
-``fsqtok`` (a JSON record: tokenizer, ``weights_sha256`` (:meth:`~fsqtok.hub.HubMixin.weights_hash`,
-which decides the tokens), modality and, per item, the source file, input shape, and sample rate
-or fps). ``decode`` refuses tokens from a tokenizer with other weights.
-
-Length: about 370 lines, over the ~300 guideline: one parser and the five model subcommands, which
-share the token-file format; argument types live in :mod:`fsqtok.cli_support`.
+Token files are the format of :mod:`fsqtok.tokenizers.token_file`; ``decode`` refuses tokens from a
+tokenizer with other weights. Argument types live in :mod:`fsqtok.cli_support`.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -123,12 +117,6 @@ def _check_output(tok, path: str) -> None:
         raise UsageError(f"-o {path}: is a folder; give a file name")
 
 
-def _legacy_config_hash(tok) -> str:
-    """What token files written before weights hashes held: a hash of config.json (model_type came later)."""
-    config = {k: v for k, v in tok.hub_config().items() if k != "model_type"}
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
-
-
 def _read(tok, path: str, args: argparse.Namespace):
     """Read one media file for ``tok``; returns ``(batch tensor, item metadata)``."""
     from . import media
@@ -205,62 +193,28 @@ def output_names(sources: Sequence[str], ext: str) -> list[str]:
 
 
 def cmd_encode(args: argparse.Namespace) -> int:
-    from safetensors.torch import save_file
+    from .tokenizers.token_file import write_tokens_file
 
     if not args.output.endswith(".safetensors"):
         raise UsageError(f"-o {args.output}: tokens are written to a .safetensors file")
     if Path(args.output).is_dir():
         raise UsageError(f"-o {args.output}: is a folder; give a .safetensors file name")
     tok = _load(args.tokenizer, args.device)
-    tensors, items = {}, []
-    for i, path in enumerate(args.inputs):
+    tokens, items = [], []
+    for path in args.inputs:
         x, item = _read(tok, path, args)
-        tensors[f"tokens.{i}"] = _encode_item(tok, x, item, path).cpu().contiguous()
+        tokens.append(_encode_item(tok, x, item, path))
         items.append({**item, "source": Path(path).name, "input_shape": list(x.shape)})
     meta = {"tokenizer": args.tokenizer, "weights_sha256": tok.weights_hash(), "modality": tok.modality,
             "items": items}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata={"fsqtok": json.dumps(meta)})
-        tmp.replace(out)
-    finally:
-        tmp.unlink(missing_ok=True)
-    print(f"{args.output}: {len(items)} item(s), {sum(t.numel() for t in tensors.values())} tokens")
+    write_tokens_file(args.output, tokens, meta)
+    print(f"{args.output}: {len(items)} item(s), {sum(t.numel() for t in tokens)} tokens")
     return 0
 
 
-def read_tokens_file(path: str) -> tuple[dict[str, Any], list]:
-    """``(metadata, [int64 tokens per item])`` of a file written by ``fsqtok encode``."""
-    from safetensors import SafetensorError, safe_open
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: no such tokens file")
-    try:
-        with safe_open(path, framework="pt") as f:
-            meta = json.loads((f.metadata() or {}).get("fsqtok", "null"))
-            if not meta:
-                raise ValueError(f"{path}: not an fsqtok tokens file (no fsqtok metadata); write it with `fsqtok encode`")
-            tokens = [f.get_tensor(f"tokens.{i}") for i in range(len(meta["items"]))]
-    except (SafetensorError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: not a valid fsqtok tokens file ({e})") from None
-    return meta, tokens
-
-
-def _check_same_tokenizer(tok, meta: dict[str, Any], args: argparse.Namespace) -> None:
-    if "weights_sha256" in meta:
-        made, ours, what = meta["weights_sha256"], tok.weights_hash(), "weights"
-    else:  # written before token files recorded the weights
-        made, ours, what = meta.get("config_hash"), _legacy_config_hash(tok), "config"
-    if made != ours:
-        raise ValueError(
-            f"{args.tokens}: tokens come from tokenizer {meta.get('tokenizer')} ({what} {str(made)[:16]}), "
-            f"not {args.tokenizer} ({what} {ours[:16]}); decode with the tokenizer that encoded them"
-        )
-
-
 def cmd_decode(args: argparse.Namespace) -> int:
+    from .tokenizers.token_file import check_same_tokenizer, read_tokens_file
+
     meta, tokens = read_tokens_file(args.tokens)
     out = Path(args.output)
     if len(tokens) > 1 and out.suffix:
@@ -271,7 +225,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
     _check_num_stages(tok, args.num_stages)
     if out.suffix:
         _check_output(tok, args.output)
-    _check_same_tokenizer(tok, meta, args)
+    check_same_tokenizer(tok, meta, args.tokens, args.tokenizer)
     names = output_names([item["source"] for item in meta["items"]], DEFAULT_EXT[tok.modality])
     for name in names:
         check_output(out if out.suffix else out / name, [args.tokens])

@@ -40,6 +40,8 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .files import atomic_write_bytes
+
 REPO_URL = "https://github.com/fsqtok/fsqtok"
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
@@ -54,9 +56,9 @@ MODEL_TYPES: dict[str, str | type] = {
     "cosmos_image_tokenizer": "fsqtok.tokenizers.cosmos:CosmosImageTokenizer",
     "cosmos_video_tokenizer": "fsqtok.tokenizers.cosmos:CosmosVideoTokenizer",
     "nemo_audio_tokenizer": "fsqtok.tokenizers.nemo_audio:NemoAudioTokenizer",
-    "maskgit": "fsqtok.generative.maskgit:MaskGIT",
-    "uvim_stage1": "fsqtok.generative.uvim:UViMStage1",
-    "uvim_lm": "fsqtok.generative.uvim_lm:UViMLM",
+    "maskgit": "fsqtok.generative.maskgit.model:MaskGIT",
+    "uvim_stage1": "fsqtok.generative.uvim.stage1:UViMStage1",
+    "uvim_lm": "fsqtok.generative.uvim.lm:UViMLM",
 }
 LEGACY_MODALITIES = ("image", "depth", "audio", "video")  # folders with "modality" and no "model_type"
 
@@ -217,7 +219,7 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
     # -- hooks
     def hub_config(self) -> dict[str, Any]:
         """The content of config.json: ``model_type``, ``fsqtok_version`` and every config field."""
-        from . import __version__
+        from .version import __version__  # read at call time: a test may change it
 
         trained = {"trained_on": dict(self.trained_on)} if self.trained_on else {}
         return {"model_type": self.model_type, "fsqtok_version": __version__, **trained, **self.config.to_dict()}
@@ -268,9 +270,9 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
     def _save_pretrained(self, save_directory: Path) -> None:
         """Write ``model.safetensors`` and ``config.json`` (the mixin adds the model card)."""
         save_directory = Path(save_directory)
-        _atomic_write(save_directory / WEIGHTS_NAME, self._weights_bytes())
+        atomic_write_bytes(save_directory / WEIGHTS_NAME, self._weights_bytes())
         text = json.dumps(self.hub_config(), indent=2, sort_keys=True) + "\n"
-        _atomic_write(save_directory / CONFIG_NAME, text.encode("utf-8"))
+        atomic_write_bytes(save_directory / CONFIG_NAME, text.encode("utf-8"))
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         """Front matter (library fsqtok, tags) + :meth:`model_card_body`."""
@@ -344,15 +346,6 @@ class HubMixin(ModelHubMixin, library_name="fsqtok", repo_url=REPO_URL, tags=["f
                     parts.append(f"{label}: {shown}")
             raise CheckpointError(f"{source}: weights do not match {type(self).__name__}(config) ({'; '.join(parts)})")
         self.load_state_dict(state, strict=not tied)  # type: ignore[attr-defined]
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_pretrained(path_or_repo_id: str | Path, **kwargs: Any) -> HubMixin:

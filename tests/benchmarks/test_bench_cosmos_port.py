@@ -2,13 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_cosmos_port  # noqa: E402
+from benchmarks import bench_cosmos_port
 
 
 def test_skips_in_one_line_without_the_reference(capsys):

@@ -186,7 +186,7 @@ def test_cli_converts_a_repo_id_from_an_offline_hub_cache(tmp_path):
 
 def test_fsqtok_tokenize_runs_on_a_converted_codec(tmp_path, capsys):
     """Audio files -> token shards with the converted LFSC fixture: the shards hold `encode`'s (groups, frames)."""
-    from fsqtok.data.samples import sample_audio
+    from fsqtok.datasets.samples import sample_audio
     from fsqtok.media import write_audio
     from fsqtok.shards import ShardDataset
     from fsqtok.shards.cli import main as tokenize

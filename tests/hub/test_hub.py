@@ -72,8 +72,9 @@ def test_weights_hash_is_the_saved_file_and_only_the_weights(saved, tmp_path, mo
     digest = model.weights_hash()
     assert digest == hashlib.sha256((folder / "model.safetensors").read_bytes()).hexdigest()
     assert load_pretrained(folder).weights_hash() == digest
-    monkeypatch.setattr(fsqtok, "__version__", "9.9.9")  # a version bump does not change it
+    monkeypatch.setattr(fsqtok.version, "__version__", "9.9.9")  # a version bump does not change it
     model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again/config.json").read_text())["fsqtok_version"] == "9.9.9"
     assert model.weights_hash() == digest == hashlib.sha256((tmp_path / "again/model.safetensors").read_bytes()).hexdigest()
     with torch.no_grad():
         model.mix.bias[0] = torch.nextafter(model.mix.bias[0], torch.tensor(9.0))  # one ulp

@@ -11,7 +11,8 @@ from torch import nn
 
 from fsqtok.metrics import ImageFeatures, frechet_distance, frechet_metric, inception_features
 from fsqtok.metrics import frechet as frechet_module
-from fsqtok.metrics.frechet import INCEPTION_RANGE, inception_weights_path, tf_bilinear_resize
+from fsqtok.metrics.frechet import (INCEPTION_RANGE, feature_frechet_distance, frechet_interval, inception_weights_path,
+                                   tf_bilinear_resize)
 
 
 class Recorder(nn.Module):
@@ -86,3 +87,19 @@ def test_wheel_inception_loads_offline_and_gives_2048_features():
     with torch.inference_mode():
         f = net(x)
     assert f.shape == (2, 2048) and torch.isfinite(f).all() and (f >= 0).all() and f.std() > 0  # post-ReLU pool
+
+
+def test_feature_frechet_distance_of_a_mean_shift():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 5, generator=g, dtype=torch.float64)
+    assert abs(feature_frechet_distance(a, a)) < 1e-6
+    shift = torch.tensor([3.0, 0, 0, -1.0, 0], dtype=torch.float64)
+    assert feature_frechet_distance(a, a + shift) == pytest.approx(10.0, rel=1e-6)  # same covariance: |mu1 - mu2|^2
+
+
+def test_bootstrap_interval_brackets_the_distance():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 3, generator=g, dtype=torch.float64)
+    fake = torch.randn(300, 3, generator=g, dtype=torch.float64) + 0.5
+    lo, hi = frechet_interval(real, fake, rounds=40)
+    assert lo < feature_frechet_distance(real, fake) < hi and hi - lo < 0.5

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from fsqtok.cli import main as cli_main
-from fsqtok.data.samples import sample_images
+from fsqtok.datasets.samples import sample_images
 from fsqtok.generative import MaskGIT
 from fsqtok.media import read_image, write_image
 from fsqtok.shards import ShardDataset

@@ -4,7 +4,7 @@ grouped tokens (B, G, N)."""
 from __future__ import annotations
 
 from fsqtok.cli import main as cli_main
-from fsqtok.data.samples import sample_audio
+from fsqtok.datasets.samples import sample_audio
 from fsqtok.generative import MaskGIT
 from fsqtok.media import write_audio
 from fsqtok.shards import ShardDataset

@@ -109,7 +109,7 @@ def test_resume_mid_epoch_is_exact(run, tmp_path):
 
 
 def test_residual_tokens_and_missing_data_are_refused_in_one_line(run, tmp_path, capsys):
-    from fsqtok.data.samples import sample_images
+    from fsqtok.datasets.samples import sample_images
     from fsqtok.media.image import write_image
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
@@ -143,7 +143,7 @@ def test_every_config_loads_and_checks(recipe, path):
 def tokenized(root: Path, out: Path, tok_seed: int, size: int = 16, n: int = 8, overwrite: bool = False) -> Path:
     """``n`` built-in images of ``size`` px in two class folders under ``root/img``, tokenized into ``out`` by a
     random-init tokenizer of seed ``tok_seed`` (1000 codes; the grid is ``size / 2``)."""
-    from fsqtok.data.samples import sample_images
+    from fsqtok.datasets.samples import sample_images
     from fsqtok.media.image import write_image
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer

@@ -11,8 +11,8 @@ import pytest
 import torch
 import yaml
 
-from fsqtok.generative.uvim import UViMStage1
-from fsqtok.generative.uvim_lm import UViMLM, UViMPipeline
+from fsqtok.generative.uvim.stage1 import UViMStage1
+from fsqtok.generative.uvim.lm import UViMLM, UViMPipeline
 from fsqtok.hub import load_pretrained
 from recipe_utils import load_recipe, reset_accelerate
 

@@ -1,9 +1,9 @@
-"""scripts/evaluate_generation.py: the metrics' invariants and a smoke run on tiny folders (in-process)."""
+"""scripts/evaluate_generation.py: a smoke run on tiny folders and its input checks (in-process); the metrics'
+invariants are in tests/metrics/test_metrics_generation.py and test_frechet.py."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -12,48 +12,12 @@ import torch
 from PIL import Image
 from script_utils import load_script
 
+from fsqtok.metrics.classifier import META, WEIGHTS, LeNet, weights_sha256
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 ev = load_script("evaluate_generation")
-clf = load_script("train_classifier")
-
-
-def test_frechet_distance_of_a_mean_shift():
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(400, 5, generator=g, dtype=torch.float64)
-    assert abs(ev.frechet_distance(a, a)) < 1e-6
-    shift = torch.tensor([3.0, 0, 0, -1.0, 0], dtype=torch.float64)
-    assert ev.frechet_distance(a, a + shift) == pytest.approx(10.0, rel=1e-6)  # same covariance: |mu1 - mu2|^2
-
-
-def test_knn_radii_skip_the_point_itself():
-    f = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
-    assert ev.knn_radii(f, k=1).tolist() == [1.0, 1.0, 2.0, 3.0]
-    assert ev.knn_radii(f, k=3).tolist() == [6.0, 5.0, 3.0, 6.0]
-
-
-def test_precision_recall():
-    g = torch.Generator().manual_seed(0)
-    real = torch.randn(200, 4, generator=g)
-    assert ev.precision_recall(real, real.clone()) == (1.0, 1.0)
-    assert ev.precision_recall(real, real + 100) == (0.0, 0.0)
-    # fakes that cover one half of the reals: precise, half the recall at most
-    half = real[real[:, 0] > 0.5]
-    p, r = ev.precision_recall(real, half.clone())
-    assert p == 1.0 and r < 0.6
-
-
-def test_a_point_on_the_ball_boundary_counts():
-    centres = torch.tensor([[0.0], [1.0], [2.0], [3.0]])
-    assert ev.coverage_fraction(torch.tensor([[4.0], [4.5]]), centres, ev.knn_radii(centres, k=1)) == 0.5
-
-
-def test_token_usage():
-    u = ev.token_usage(torch.tensor([[0, 1, 1], [1, 2, 1]]), 4)
-    assert u["usage"] == 0.75 and u["tokens_counted"] == 6 and u["codebook_size"] == 4
-    assert u["entropy_bits"] == pytest.approx(-(2 * (1 / 6) * math.log2(1 / 6) + (4 / 6) * math.log2(4 / 6)))
-    assert u["uniform_usage_bound"] == pytest.approx(1 - math.exp(-6 / 4))
 
 
 def write_pngs(folder: Path, images: np.ndarray, labels: list[int] | None) -> None:
@@ -67,14 +31,14 @@ def write_pngs(folder: Path, images: np.ndarray, labels: list[int] | None) -> No
 def tiny(tmp_path):
     """A classifier (untrained), 20 real images in two sets, and 20 "generated" ones with labels."""
     rng = np.random.default_rng(0)
-    model = clf.LeNet()
+    model = LeNet()
     out = tmp_path / "clf"
     out.mkdir()
     from safetensors.torch import save_file
 
-    save_file(model.state_dict(), out / clf.WEIGHTS)
-    (out / clf.META).write_text(json.dumps({"arch": model.arch, "test_accuracy": 0.5,
-                                            "weights_sha256": clf.weights_sha256(model)}))
+    save_file(model.state_dict(), out / WEIGHTS)
+    (out / META).write_text(json.dumps({"arch": model.arch, "test_accuracy": 0.5,
+                                            "weights_sha256": weights_sha256(model)}))
     real = rng.integers(0, 256, (20, 28, 28), dtype=np.uint8)
     write_pngs(tmp_path / "ref", real, None)
     write_pngs(tmp_path / "ref2", rng.integers(0, 256, (20, 28, 28), dtype=np.uint8), None)
@@ -153,41 +117,12 @@ def test_reads_the_sampler_layout(tmp_path):
         ev.read_set(str(tmp_path), None)
 
 
-def test_bootstrap_interval_brackets_the_distance():
-    g = torch.Generator().manual_seed(0)
-    real = torch.randn(300, 3, generator=g, dtype=torch.float64)
-    fake = torch.randn(300, 3, generator=g, dtype=torch.float64) + 0.5
-    lo, hi = ev.frechet_interval(real, fake, rounds=40)
-    assert lo < ev.frechet_distance(real, fake) < hi and hi - lo < 0.5
-
-
-def test_a_cache_entry_filled_by_two_runs_at_once(tmp_path, monkeypatch):
-    """Two evaluations filling the same feature-cache entry at once (the benchmark runs them side by side):
-    each writes its own temporary file, so neither rename fails, and the entry holds the features."""
-    extractor = torch.nn.Flatten()
-    x = torch.rand(4, 3, 2, 2)
-    pids, real_save, nested = iter([111, 222]), torch.save, {}
-    monkeypatch.setattr(ev.os, "getpid", lambda: next(pids))
-
-    def save(obj, path):
-        real_save(obj, path)
-        if not nested:  # the other run writes and renames the same entry between our save and rename
-            nested["run"] = None
-            nested["run"] = ev.cached_features(extractor, x, "same key", tmp_path)
-
-    monkeypatch.setattr(torch, "save", save)
-    f = ev.cached_features(extractor, x, "same key", tmp_path)
-    assert torch.equal(f, x.flatten(1).double()) and torch.equal(nested["run"], f)
-    assert [p.suffix for p in tmp_path.iterdir()] == [".pt"]
-    assert torch.equal(ev.cached_features(extractor, x, "same key", tmp_path), f)  # read back from the cache
-
-
 @pytest.fixture
 def sampled(tiny):
     """Two sample_maskgit.py runs of a tiny 14x14-token MaskGIT (28x28 images, 25 codes) with their token shards,
     and training shards of the same tokenizer (``fsqtok tokenize`` output)."""
     from fsqtok.generative import MaskGIT, MaskGITConfig
-    from fsqtok.generative.sampling import tokenizer_hash
+    from fsqtok.generative.maskgit.sampling import tokenizer_hash
     from fsqtok.shards import TokenizeJob, tokenize
     from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 
@@ -239,8 +174,8 @@ def test_an_output_dir_that_is_a_file_is_refused_before_any_work(tiny, capsys, m
 
 def test_a_corrupt_classifier_is_one_line(tiny, capsys):
     tmp, _ = tiny
-    (tmp / "clf" / clf.WEIGHTS).write_bytes(b"\x00" * 16)
+    (tmp / "clf" / WEIGHTS).write_bytes(b"\x00" * 16)
     assert ev.main(["--generated", str(tmp / "gen"), "--reference", str(tmp / "ref"), "--classifier", str(tmp / "clf"),
                     "--inception", "off", "--output-dir", str(tmp / "o")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and str(tmp / "clf" / clf.WEIGHTS) in err[0] and "train_classifier.py" in err[0], err
+    assert len(err) == 1 and str(tmp / "clf" / WEIGHTS) in err[0] and "train_classifier.py" in err[0], err

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from fsqtok.generative import MaskGIT, MaskGITConfig
-from fsqtok.generative.sampling import tokenizer_hash
+from fsqtok.generative.maskgit.sampling import tokenizer_hash
 from fsqtok.shards import ShardDataset
 from fsqtok.tokenizers import ImageConfig, ImageTokenizer
 from script_utils import load_script

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from fsqtok.cli import main as cli_main
-from fsqtok.data.samples import sample_images
+from fsqtok.datasets.samples import sample_images
 from fsqtok.media import read_image, write_image
 from fsqtok.shards import ShardDataset, verify
 from fsqtok.data import Preprocess

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from fsqtok.generative.uvim import UViMConfig, UViMStage1
-from fsqtok.generative.uvim_lm import UViMLM, UViMLMConfig
+from fsqtok.generative.uvim.stage1 import UViMConfig, UViMStage1
+from fsqtok.generative.uvim.lm import UViMLM, UViMLMConfig
 from script_utils import load_script
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,9 +156,9 @@ def test_evaluate_uvim_scores_held_out_pairs_of_your_own(tmp_path, capsys):
     """Issue 17 §2.6d: --pairs DIR scores the user's pairs (fsqtok.data's paired folder source, centre crops),
     names them by content in eval.json, and refuses pairs the model was trained on."""
     from fsqtok.data import data_fingerprint
-    from fsqtok.data.uvim_pairs import UViMFolderPairs
-    from fsqtok.generative.uvim_eval import evaluate as score
-    from fsqtok.generative.uvim_lm import UViMPipeline
+    from fsqtok.datasets.uvim_pairs import UViMFolderPairs
+    from fsqtok.generative.uvim.evaluation import evaluate as score
+    from fsqtok.generative.uvim.lm import UViMPipeline
     from fsqtok.media import write_depth, write_image
 
     data = tmp_path / "held"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fsqtok.data.samples import sample_images
+from fsqtok.datasets.samples import sample_images
 from fsqtok.media import write_image
 from fsqtok.tokenizers import ImageTokenizer
 

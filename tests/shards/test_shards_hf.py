@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from fsqtok import load_tokenizer
-from fsqtok.data.samples import sample_audio, sample_images
+from fsqtok.datasets.samples import sample_audio, sample_images
 from fsqtok.media import read_audio, read_image, write_audio, write_image
 from fsqtok.shards import ShardDataset, read_manifest, verify
 from fsqtok.data.hf import row_key

@@ -6,7 +6,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from fsqtok.data.samples import sample_audio, sample_depth, sample_videos
+from fsqtok.datasets.samples import sample_audio, sample_depth, sample_videos
 from fsqtok.media import read_depth, read_video, write_audio, write_depth, write_video
 from fsqtok.shards import ShardDataset, read_manifest, verify
 from fsqtok.shards.cli import main

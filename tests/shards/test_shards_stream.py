@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from fsqtok.data.samples import sample_images
+from fsqtok.datasets.samples import sample_images
 from fsqtok.shards import ShardDataset, read_manifest, verify
 from fsqtok.data.hf import row_key
 from fsqtok.shards.cli import main

@@ -10,6 +10,7 @@ import torch
 
 from conftest import NUM_IMAGES, args_for, read_bytes
 from fsqtok import load_tokenizer
+from fsqtok.files import temporary_path
 from fsqtok.media import read_image
 from fsqtok.shards import ShardDataset, read_manifest, token_dtype, verify
 from fsqtok.shards.verify import main as verify_main
@@ -73,7 +74,7 @@ def crash_after(monkeypatch, k: int) -> None:
         if len(calls) <= k:
             return real(out, i, *args)
         if len(calls) == k + 1:
-            writer.tmp_path(writer.shard_paths(out, i)[0]).write_bytes(b"PAR1 partial")
+            temporary_path(writer.shard_paths(out, i)[0]).write_bytes(b"PAR1 partial")
         raise Crash
 
     monkeypatch.setattr(pipeline, "write_shard", write_shard)

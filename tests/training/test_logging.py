@@ -63,17 +63,35 @@ def test_a_resumed_run_drops_lines_after_its_start_step(make_accelerator, tmp_pa
 
 
 def test_tensorboard_scalars_and_images(make_accelerator, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
     acc = make_accelerator(tmp_path, tensorboard=True)
     log = TrainLogger(acc, tmp_path, total_steps=2, tensorboard=True, progress_bar=False, hparams={"a": {"b": 1}})
     assert log.tb is not None
     log.add(loss=1.0)
+    log.add(loss=3.0)
     log.step(1)
-    log.flush(1)
-    log.images("recon", torch.rand(3, 8, 8), 1)
+    log.flush(1, lr=0.5)
+    log.scalars({"psnr": 21.5}, 2, kind="eval")
+    log.images("recon", torch.rand(3, 8, 6), 1)
     log.audio("clip", torch.zeros(160), 1, sample_rate=16000)
     log.close()
     acc.end_training()
-    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    events = sorted((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert events
+    tags: dict[str, list] = {"scalars": [], "images": [], "audio": []}
+    for folder in {e.parent for e in events}:
+        ea = EventAccumulator(str(folder), size_guidance={"scalars": 0, "images": 0, "audio": 0}).Reload()
+        for kind in tags:
+            tags[kind] += [(t, ea.Scalars(t) if kind == "scalars" else ea.Images(t) if kind == "images" else ea.Audio(t))
+                           for t in ea.Tags()[kind]]
+    scalars = {t: [(e.step, e.value) for e in v] for t, v in tags["scalars"]}
+    assert scalars["train/loss"] == [(1, 2.0)] and scalars["train/lr"] == [(1, 0.5)]  # the mean of the two terms
+    assert scalars["eval/psnr"] == [(2, 21.5)] and "train/steps_per_s" in scalars
+    (tag, [image]), = tags["images"]
+    assert tag == "recon" and image.step == 1 and (image.height, image.width) == (8, 6)
+    (tag, [clip]), = tags["audio"]
+    assert tag == "clip" and clip.step == 1 and clip.sample_rate == 16000
 
 
 def test_fmt():

@@ -12,11 +12,11 @@
 * :mod:`~fsqtok.data.token_shards`: :class:`ShardDataset`, :class:`ShardStream` (the index shards
   that ``fsqtok tokenize`` writes; :mod:`fsqtok.shards` writes and verifies them).
 * :mod:`~fsqtok.data.fingerprint`: :func:`data_fingerprint`, the content hash a run records of its data.
-* :mod:`~fsqtok.data.datasets`: the training recipe's datasets (:func:`build_dataset`, :func:`collate`,
-  :class:`EpochSampler`, :class:`DecodeFailures`); :mod:`~fsqtok.data.samples`: built-in sample media.
+* :mod:`~fsqtok.data.batching`: the training recipe's datasets (:func:`build_dataset`, :func:`collate`,
+  :class:`EpochSampler`, :class:`DecodeFailures`); built-in and rendered data: :mod:`fsqtok.datasets`.
 """
 
-from .datasets import (DecodeFailures, EpochSampler, build_dataset, collate, dataset_fingerprint, metrics_kind,
+from .batching import (DecodeFailures, EpochSampler, build_dataset, collate, dataset_fingerprint, metrics_kind,
                        metrics_note, split_sizes, training_preprocess)
 from .fingerprint import data_fingerprint
 from .folder import FolderSource, read_label_sidecar

@@ -33,9 +33,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import media
+from ..media.image import LUMA
 
 SPATIAL_KINDS = ("image", "video", "depth", "label")
-LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as fsqtok.media uses for grey images
 
 
 class DataError(RuntimeError):

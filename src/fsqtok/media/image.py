@@ -32,7 +32,7 @@ from .errors import MediaError, check_extension, check_readable, media_errors
 IMAGE_EXTENSIONS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67.1 megapixels: larger declared sizes are refused before decoding
 ALPHA_BACKGROUND = 1.0  # transparent pixels show white (in [0, 1] before the [-1, 1] mapping)
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as PIL's convert("L")
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601 weights of R, G, B: the one luma of fsqtok (as PIL's convert("L"))
 
 # (dtype kind, bytes) -> full scale; Pillow's 32-bit "I" mode holds the samples of 16-bit files
 _FULL_SCALE = {("b", 1): 1.0, ("u", 1): 255.0, ("u", 2): 65535.0, ("i", 4): 65535.0}
@@ -80,7 +80,7 @@ def _decode(source: str | Path | IO[bytes], name: str, channels: int, max_pixels
             unit = _unit_pixels(im, name)
     unit = _orient(unit, orientation)
     if channels == 1 and unit.shape[-1] == 3:
-        unit = unit @ LUMA[:, None]
+        unit = unit @ np.array(LUMA, dtype=np.float32)[:, None]
     elif channels == 3 and unit.shape[-1] == 1:
         unit = np.repeat(unit, 3, axis=-1)
     x = torch.from_numpy(np.ascontiguousarray(unit)).permute(2, 0, 1)

@@ -136,3 +136,30 @@ def frechet_distance(real: Tensor | Iterable[Tensor], fake: Tensor | Iterable[Te
         for batch in images.split(batch_size) if isinstance(images, Tensor) else images:
             metric.update(batch, real=is_real)
     return float(metric.compute())
+
+
+def feature_frechet_distance(real: Tensor, fake: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to precomputed features ``(N, D)`` and ``(M, D)`` (float64;
+    torchmetrics' FID computation). :func:`frechet_distance` takes images and a feature network instead."""
+
+    class Passthrough(nn.Module):
+        num_features = real.shape[1]
+
+        def forward(self, f: Tensor) -> Tensor:
+            return f
+
+    from torchmetrics.image.fid import FrechetInceptionDistance  # slow import: on first use
+
+    metric = FrechetInceptionDistance(feature=Passthrough(), normalize=True)
+    metric.set_dtype(torch.float64)
+    metric.update(real.double(), real=True)
+    metric.update(fake.double(), real=False)
+    return float(metric.compute())
+
+
+def frechet_interval(real: Tensor, fake: Tensor, rounds: int, seed: int = 0) -> list[float]:
+    """95% bootstrap interval ``[lo, hi]`` of :func:`feature_frechet_distance` over resamplings of ``fake``."""
+    g = torch.Generator().manual_seed(seed)
+    values = sorted(feature_frechet_distance(real, fake[torch.randint(0, len(fake), (len(fake),), generator=g)])
+                    for _ in range(rounds))
+    return [values[int(0.025 * (rounds - 1))], values[int(round(0.975 * (rounds - 1)))]]

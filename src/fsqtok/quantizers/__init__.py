@@ -1,4 +1,4 @@
-"""The shared bottleneck: FSQ, residual FSQ and the VQ baseline."""
+"""The shared bottleneck: FSQ, residual FSQ, the VQ baseline and VQ with codebook splitting (UViM's)."""
 
 from .base import NonFiniteLatentError, QuantizerOutput, ResidualQuantizerOutput
 from .fsq import FSQ
@@ -6,12 +6,14 @@ from .grouped_fsq import GroupedFSQ
 from .residual_fsq import ResidualFSQ
 from .stats import CodebookUsage, bits_per_token, code_counts
 from .vq import VectorQuantizer
+from .vq_split import SplittingVectorQuantizer
 
 __all__ = [
     "FSQ",
     "GroupedFSQ",
     "ResidualFSQ",
     "VectorQuantizer",
+    "SplittingVectorQuantizer",
     "NonFiniteLatentError",
     "QuantizerOutput",
     "ResidualQuantizerOutput",

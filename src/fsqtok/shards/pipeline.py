@@ -28,7 +28,7 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,7 +38,8 @@ from .batches import map_batches, stream_batches
 from .job import TokenizeJob, load_tokenizer, open_source, preprocess_for
 from .manifest import (build_manifest, check_output, check_reusable, prepare_output, run_record, tokenizer_identity,
                        write_manifest)
-from .writer import DATA_DIR, META_DIR, complete_shards, shard_paths, tmp_path, token_dtype, write_shard
+from ..files import temporary_path
+from .writer import DATA_DIR, META_DIR, complete_shards, shard_paths, token_dtype, write_shard
 
 
 def encode_batch(tok: Any, batch: dict[str, Any], device: torch.device, dtype: np.dtype,
@@ -97,9 +98,86 @@ class _Wanted:
 def _clear_partial(out: Path, i: int) -> None:
     """Leftovers of shard ``i`` (a Parquet file without a matching sidecar, temporary files)."""
     for p in shard_paths(out, i):
-        for q in (p, tmp_path(p)):
+        for q in (p, temporary_path(p)):
             if q.exists():
                 q.unlink()
+
+
+def _process_state(job: TokenizeJob) -> Any:
+    """accelerate's ``PartialState`` for this run; a CPU run asks for the CPU explicitly (else accelerate
+    sets up one process), and a launch it did not set up is refused."""
+    from accelerate import PartialState
+
+    cpu = (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
+           or (job.device or "").startswith("cpu") or not torch.cuda.is_available())
+    state = PartialState(cpu=cpu)
+    if state.num_processes == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate set up 1; "
+                           "for CPU runs set ACCELERATE_USE_CPU=true")
+    return state
+
+
+def _write_batches(batches: Any, tok: Any, out: Path, dtype: np.dtype, device: torch.device,
+                   stats: dict[str, float]) -> dict[str, int]:
+    """Encode ``(shard, batch)`` pairs (in shard order) and write each shard once its last batch is in;
+    Parquet writing overlaps the next shard's encoding. Returns the shards, rows and tokens written."""
+    pool = ThreadPoolExecutor(1)
+    futures = []
+    counts = {"shards_written": 0, "rows_written": 0, "tokens_written": 0}
+
+    def flush(shard: int, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
+        counts["rows_written"] += len(rows)
+        counts["tokens_written"] += sum(int(r["tokens"].size) for r in rows)
+        rows.sort(key=lambda row: row["key"])
+        failures.sort(key=lambda row: row["key"])
+        _clear_partial(out, shard)
+        futures.append(pool.submit(write_shard, out, shard, rows, failures, dtype, tok.modality))
+        counts["shards_written"] += 1
+
+    current, rows, failures = None, [], []
+    flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        for shard, batch in batches:
+            if current is not None and shard != current:
+                if shard < current:
+                    raise RuntimeError(f"internal: batches out of order (shard {shard} after {current})")
+                flush(current, rows, failures)
+                rows, failures = [], []
+            current = shard
+            r, f = encode_batch(tok, batch, device, dtype, stats)
+            rows += r
+            failures += f
+        if current is not None:
+            flush(current, rows, failures)
+        for fut in futures:
+            fut.result()
+    finally:
+        pool.shutdown(wait=True)
+        if flush_denormal:
+            torch.set_flush_denormal(False)
+    return counts
+
+
+def _finish(state: Any, out: Path, record: dict[str, Any], n: int, size: int, dtype: np.dtype,
+            local: dict[str, float], elapsed: float) -> dict[str, Any]:
+    """Sum every rank's counts; rank 0 clears leftovers and writes the manifest; every rank gets the totals."""
+    from accelerate.utils import gather_object
+
+    rank, world = state.process_index, state.num_processes
+    per_rank = gather_object([local]) if world > 1 else [local]
+    summary: dict[str, Any] = {"rank": rank, "world_size": world, "elapsed_s": elapsed,
+                               **{k: sum(r[k] for r in per_rank) for k in local}}
+    totals = None
+    if state.is_main_process:
+        for leftover in [*out.glob(f"{DATA_DIR}/.*.tmp"), *out.glob(f"{META_DIR}/.*.tmp")]:
+            leftover.unlink()  # temp files of shards past the end (a crash at the very end)
+        manifest = build_manifest(out, record, math.ceil(n / size), n, dtype.name)
+        write_manifest(out, manifest)
+        totals = {**manifest["totals"],
+                  "first_failure": manifest["failures"][0]["reason"] if manifest["failures"] else None}
+    summary.update(gather_object([totals])[0] if world > 1 else totals)  # every rank gets rank 0's totals
+    state.wait_for_everyone()
+    return summary
 
 
 def tokenize(job: TokenizeJob) -> dict[str, Any]:
@@ -109,21 +187,11 @@ def tokenize(job: TokenizeJob) -> dict[str, Any]:
     source that cannot be used, and :class:`~fsqtok.shards.manifest.OutputMismatch` for an output
     folder that holds something else.
     """
-    from accelerate import PartialState
-    from accelerate.utils import gather_object
-
     job.check()
-    # accelerate only sets up multi-process CPU runs when asked for the CPU explicitly
-    cpu = (os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true", "yes")
-           or (job.device or "").startswith("cpu") or not torch.cuda.is_available())
-    state = PartialState(cpu=cpu)
+    state = _process_state(job)
     rank, world = state.process_index, state.num_processes
-    if world == 1 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RuntimeError(f"launched as {os.environ['WORLD_SIZE']} processes but accelerate set up 1; "
-                           "for CPU runs set ACCELERATE_USE_CPU=true")
-    tok = load_tokenizer(job.tokenizer)
     device = torch.device(job.device) if job.device else state.device
-    tok = tok.to(device).eval()
+    tok = load_tokenizer(job.tokenizer).to(device).eval()
     prep = preprocess_for(tok, job)
     source = open_source(job, tok.modality)
     dtype = token_dtype(tok.codebook_size)
@@ -148,44 +216,9 @@ def tokenize(job: TokenizeJob) -> dict[str, Any]:
         batches = map_batches(source, prep, todo, size, job.batch_size, job.num_workers, device)
     else:
         batches = stream_batches(source, prep, wanted, size, job.batch_size, job.num_workers, device, seen)
-
-    pool = ThreadPoolExecutor(1)  # Parquet writing overlaps the next shard's encoding
-    futures = []
-    written = rows_written = tokens_written = 0
     state.wait_for_everyone()
     t_start = time.perf_counter()
-
-    def flush(shard: int, rows: list[dict[str, Any]], failures: list[dict[str, str]]) -> None:
-        nonlocal written, rows_written, tokens_written
-        rows_written += len(rows)
-        tokens_written += sum(int(r["tokens"].size) for r in rows)
-        rows.sort(key=lambda row: row["key"])
-        failures.sort(key=lambda row: row["key"])
-        _clear_partial(out, shard)
-        futures.append(pool.submit(write_shard, out, shard, rows, failures, dtype, tok.modality))
-        written += 1
-
-    current, rows, failures = None, [], []
-    flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
-    try:
-        for shard, batch in batches:
-            if current is not None and shard != current:
-                if shard < current:
-                    raise RuntimeError(f"internal: batches out of order (shard {shard} after {current})")
-                flush(current, rows, failures)
-                rows, failures = [], []
-            current = shard
-            r, f = encode_batch(tok, batch, device, dtype, stats)
-            rows += r
-            failures += f
-        if current is not None:
-            flush(current, rows, failures)
-        for fut in futures:
-            fut.result()
-    finally:
-        pool.shutdown(wait=True)
-        if flush_denormal:
-            torch.set_flush_denormal(False)
+    counts = _write_batches(batches, tok, out, dtype, device, stats)
     if source.keys is None:
         n = seen.get("rows", 0)
         if n == 0:
@@ -193,19 +226,33 @@ def tokenize(job: TokenizeJob) -> dict[str, Any]:
     state.wait_for_everyone()
     elapsed = time.perf_counter() - t_start
     mine = sum(1 for i in range(math.ceil(n / size)) if i % world == rank)
-    local = {"shards_written": written, "shards_skipped": mine - written, "rows_written": rows_written,
-             "tokens_written": tokens_written, **stats}
-    per_rank = gather_object([local]) if world > 1 else [local]
-    summary: dict[str, Any] = {"rank": rank, "world_size": world, "elapsed_s": elapsed,
-                               **{k: sum(r[k] for r in per_rank) for k in local}}
-    totals = None
-    if state.is_main_process:
-        for leftover in [*out.glob(f"{DATA_DIR}/.*.tmp"), *out.glob(f"{META_DIR}/.*.tmp")]:
-            leftover.unlink()  # temp files of shards past the end (a crash at the very end)
-        manifest = build_manifest(out, record, math.ceil(n / size), n, dtype.name)
-        write_manifest(out, manifest)
-        totals = {**manifest["totals"],
-                  "first_failure": manifest["failures"][0]["reason"] if manifest["failures"] else None}
-    summary.update(gather_object([totals])[0] if world > 1 else totals)  # every rank gets rank 0's totals
-    state.wait_for_everyone()
-    return summary
+    local = {"shards_written": counts["shards_written"], "shards_skipped": mine - counts["shards_written"],
+             "rows_written": counts["rows_written"], "tokens_written": counts["tokens_written"], **stats}
+    return _finish(state, out, record, n, size, dtype, local, elapsed)
+
+
+def write_token_shards(out: str | Path, tokens: torch.Tensor, labels: Sequence[str], tokenizer: dict[str, Any],
+                       source: dict[str, Any], shard_size: int = 1000) -> dict[str, Any]:
+    """Write given tokens (e.g. a generative model's samples) as a shards output (manifest.json, data/*.parquet).
+
+    Args:
+        out: a new or empty folder. tokens: int64 ``(B, h, w)``. labels: a label string per row.
+        tokenizer: the tokenizer identity (:func:`fsqtok.shards.manifest.tokenizer_identity`).
+        source: what made the tokens (model path and sampling settings), recorded in run.json.
+    Returns:
+        the manifest.
+    """
+    out = Path(out)
+    dtype = token_dtype(tokenizer["codebook_size"])
+    record = run_record(tokenizer, source, {"shard_size": shard_size})
+    prepare_output(out, record, overwrite=False)
+    array = tokens.cpu().numpy()
+    width = len(str(max(0, len(array) - 1)))
+    rows = [{"key": f"sample-{i:0{width}d}", "tokens": array[i].astype(dtype), "label": labels[i]}
+            for i in range(len(array))]
+    num_shards = max(1, -(-len(rows) // shard_size))
+    for s in range(num_shards):
+        write_shard(out, s, rows[s * shard_size:(s + 1) * shard_size], [], dtype, tokenizer["modality"])
+    manifest = build_manifest(out, record, num_shards, len(rows), dtype.name)
+    write_manifest(out, manifest)
+    return manifest

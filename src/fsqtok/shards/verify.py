@@ -12,14 +12,43 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from ..cli_support import OneLineParser, UsageError, run_command
 from .manifest import MANIFEST_FILE
-from .writer import DATA_DIR, sha256_file
+from ..files import sha256_file
+from .writer import DATA_DIR
+
+
+def _check_shard(name: str, p: Path, s: dict[str, Any], codebook: int, dtype: str,
+                 problems: list[str]) -> tuple[int, list[str]]:
+    """Problems of one listed shard (appended to ``problems``); returns its row count and keys (0, [] if unreadable)."""
+    if sha256_file(p) != s["sha256"]:
+        problems.append(f"{name}: checksum mismatch (file changed since it was written)")
+    try:
+        t = pq.read_table(p, columns=["key", "tokens", "shape"])
+    except Exception as e:  # noqa: BLE001 - any unreadable file is one problem line
+        problems.append(f"{name}: unreadable Parquet ({' '.join(str(e).split())})")
+        return 0, []
+    if len(t) != s["rows"]:
+        problems.append(f"{name}: {len(t)} rows, manifest says {s['rows']}")
+    value_type = str(t.schema.field("tokens").type.value_type)
+    if value_type != dtype:
+        problems.append(f"{name}: tokens stored as {value_type}, manifest says {dtype}")
+    tokens = t.column("tokens").combine_chunks()
+    values = tokens.values.to_numpy(zero_copy_only=False)
+    lengths = np.diff(tokens.offsets.to_numpy())
+    if values.size and int(values.max()) >= codebook:
+        bad = int((values >= codebook).sum())
+        problems.append(f"{name}: {bad} token(s) >= codebook size {codebook} (max {int(values.max())})")
+    shape = t.column("shape").to_pylist()
+    wrong = [i for i, (n, sh) in enumerate(zip(lengths, shape)) if int(np.prod(sh)) != int(n)]
+    if wrong:
+        problems.append(f"{name}: {len(wrong)} row(s) whose token count differs from their shape")
+    return len(t), t.column("key").to_pylist()
 
 
 def verify(out_dir: str | Path) -> list[str]:
@@ -48,34 +77,12 @@ def verify(out_dir: str | Path) -> list[str]:
     rows_total, prev_key = 0, None
     for s in shards:
         name = s["name"]
-        p = out / name
-        if not p.is_file():
+        if not (out / name).is_file():
             problems.append(f"{name}: missing shard")
             continue
-        if sha256_file(p) != s["sha256"]:
-            problems.append(f"{name}: checksum mismatch (file changed since it was written)")
-        try:
-            t = pq.read_table(p, columns=["key", "tokens", "shape"])
-        except Exception as e:  # noqa: BLE001 - any unreadable file is one problem line
-            problems.append(f"{name}: unreadable Parquet ({' '.join(str(e).split())})")
-            continue
-        if len(t) != s["rows"]:
-            problems.append(f"{name}: {len(t)} rows, manifest says {s['rows']}")
-        rows_total += len(t)
-        value_type = str(t.schema.field("tokens").type.value_type)
-        if value_type != dtype:
-            problems.append(f"{name}: tokens stored as {value_type}, manifest says {dtype}")
-        tokens = t.column("tokens").combine_chunks()
-        values = tokens.values.to_numpy(zero_copy_only=False)
-        lengths = np.diff(tokens.offsets.to_numpy())
-        if values.size and int(values.max()) >= codebook:
-            bad = int((values >= codebook).sum())
-            problems.append(f"{name}: {bad} token(s) >= codebook size {codebook} (max {int(values.max())})")
-        shape = t.column("shape").to_pylist()
-        wrong = [i for i, (n, sh) in enumerate(zip(lengths, shape)) if int(np.prod(sh)) != int(n)]
-        if wrong:
-            problems.append(f"{name}: {len(wrong)} row(s) whose token count differs from their shape")
-        for key in t.column("key").to_pylist():
+        rows, keys = _check_shard(name, out / name, s, codebook, dtype, problems)
+        rows_total += rows
+        for key in keys:
             if prev_key is not None and key <= prev_key:
                 problems.append(f"{name}: key {key!r} out of order or duplicated")
                 break

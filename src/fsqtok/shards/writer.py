@@ -19,15 +19,15 @@ timestamps, one row group, so a resumed run is byte-identical to an uninterrupte
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..files import atomic_path, atomic_write_bytes, sha256_file
 
 DATA_DIR = "data"
 META_DIR = "meta"
@@ -46,11 +46,6 @@ def token_dtype(codebook_size: int) -> np.dtype:
 def shard_paths(out: Path, i: int) -> tuple[Path, Path]:
     """``(OUT/data/train-{i:05d}.parquet, OUT/meta/shard-{i:05d}.json)``."""
     return Path(out) / DATA_DIR / f"train-{i:05d}.parquet", Path(out) / META_DIR / f"shard-{i:05d}.json"
-
-
-def tmp_path(path: Path) -> Path:
-    """The hidden temporary name a file is written under before its atomic rename."""
-    return path.with_name(f".{path.name}.tmp")
 
 
 def shard_complete(out: Path, i: int) -> bool:
@@ -119,26 +114,9 @@ def build_table(rows: list[dict[str, Any]], dtype: np.dtype, modality: str) -> p
     return pa.table([cols[n] for n in sch.names], schema=sch)
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = tmp_path(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+    """``obj`` as sorted, indented JSON, flushed to disk and renamed into place."""
+    atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), fsync=True)
 
 
 def write_shard(out: Path, i: int, rows: list[dict[str, Any]], failures: list[dict[str, str]],
@@ -147,12 +125,9 @@ def write_shard(out: Path, i: int, rows: list[dict[str, Any]], failures: list[di
     pq_path, js_path = shard_paths(out, i)
     pq_path.parent.mkdir(parents=True, exist_ok=True)
     table = build_table(rows, dtype, modality)
-    tmp = tmp_path(pq_path)
-    pq.write_table(table, tmp, row_group_size=max(1, len(rows)), **PARQUET_OPTIONS)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    digest = sha256_file(tmp)
-    os.replace(tmp, pq_path)
+    with atomic_path(pq_path, fsync=True) as tmp:
+        pq.write_table(table, tmp, row_group_size=max(1, len(rows)), **PARQUET_OPTIONS)
+        digest = sha256_file(tmp)
     record = {
         "name": f"{DATA_DIR}/{pq_path.name}",
         "index": i,

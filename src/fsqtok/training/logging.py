@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..files import atomic_write_text
 from .config import Config
 
 
@@ -54,9 +55,7 @@ def _keep_until(path: Path, step: int) -> None:
     if not path.exists():
         return
     kept = [s for s in path.read_text(encoding="utf-8").splitlines() if s.strip() and json.loads(s).get("step", 0) <= step]
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(s + "\n" for s in kept), encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_text(path, "".join(s + "\n" for s in kept))
 
 
 class TrainLogger:

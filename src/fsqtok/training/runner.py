@@ -34,7 +34,7 @@ RANK0_GRACE_S = 1.0
 def known_errors() -> tuple[type[BaseException], ...]:
     """Errors of the run's input, met alike by every process: reported once, without a traceback."""
     from ..data import DataError
-    from ..data.samples import SampleDataError
+    from ..datasets.textures import SampleDataError
     from ..media.errors import MediaError
 
     return (RecipeConfigError, CheckpointError, NonFiniteLoss, DataError, SampleDataError, MediaError)
