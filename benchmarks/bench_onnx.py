@@ -8,26 +8,24 @@ and both runtimes encode and decode the same real media (fsqtok's built-in sampl
 the calls alternate (PyTorch, onnxruntime, PyTorch, ...) so machine load hits both alike, and each
 figure is the median of ``--repeat`` calls. Equality is counted over every index; a mismatch is
 reported with how many of the mismatched positions lie within 1e-3 grid steps of a rounding boundary
-in PyTorch (the test suite's criterion, ``tests/export/onnx_checks.py``).
+in PyTorch (the test suite's criterion, :mod:`fsqtok.export.agreement`).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
 from common import machine_line, write_section  # noqa: E402
 
-from fsqtok.data.samples import sample_audio, sample_depth, sample_images, sample_videos  # noqa: E402
+from fsqtok.datasets.samples import sample_audio, sample_depth, sample_images, sample_videos  # noqa: E402
 from fsqtok.export import OnnxTokenizer, export_onnx  # noqa: E402
+from fsqtok.export.agreement import agreement  # noqa: E402
 from fsqtok.tokenizers import AudioTokenizer, DepthTokenizer, ImageTokenizer, VideoTokenizer  # noqa: E402
 
 # modality -> (tokenizer class, media timed, more media for the equality count (one encode each), what is timed)
@@ -57,9 +55,6 @@ def _median_alternating(calls: list, repeat: int) -> list[float]:
 
 
 def _unexplained(tok, x, got) -> int:
-    sys.path.insert(0, str(ROOT.parent / "tests" / "export"))
-    from onnx_checks import agreement
-
     return agreement(tok, x, got)[1]
 
 

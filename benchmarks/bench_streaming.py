@@ -15,17 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine_line, write_section  # noqa: E402
 
-from fsqtok.data.samples import _speech  # noqa: E402
+from fsqtok.datasets.samples import _speech  # noqa: E402
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer  # noqa: E402
 
 CONFIGS = {  # default-size tokenizers (AudioConfig() widths); 44.1 kHz with DAC's 44 kHz hop of 512

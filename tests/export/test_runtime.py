@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from onnx_checks import CASES, agreement, media
+from onnx_checks import CASES, media
+
+from fsqtok.export.agreement import agreement
 
 NAMES = list(CASES)
 

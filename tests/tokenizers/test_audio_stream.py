@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fsqtok import load_tokenizer
-from fsqtok.data.samples import sample_audio
+from fsqtok.datasets.samples import sample_audio
 from fsqtok.tokenizers import AudioConfig, AudioTokenizer
 
 

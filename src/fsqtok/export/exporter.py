@@ -169,7 +169,7 @@ def _sha256(path: Path) -> str:
 def _metadata(source_tok: Tokenizer, tok: Tokenizer, num_stages: int, opset: int, source: str | None,
               folder: Path) -> dict[str, Any]:
     """The JSON record of an export (see the module docstring); ``tok`` is the exported copy."""
-    from .. import __version__
+    from ..version import __version__
 
     c = tok.config
     tokens = _token_axes(tok, num_stages)
