@@ -146,14 +146,12 @@ def test_read_label_map_kinds(tmp_path):
         read_label_map(tmp_path / "f.npy")
 
 
-def test_label_map_with_a_huge_declared_size_is_refused_in_one_line(tmp_path):
+def test_label_map_with_a_huge_declared_size_is_refused_in_one_line(tmp_path, png_declaring):
     """Label maps go through the media layer's pixel limit like every image (no decompression bomb)."""
     import warnings
 
-    from tests.media.test_image import _png_declaring
-
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_declaring(10000, 10000))
+    path.write_bytes(png_declaring(10000, 10000))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises(MediaError, match=r"^bomb.png: declares .* pixels, over the limit"):

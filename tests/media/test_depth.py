@@ -74,10 +74,8 @@ def test_float_images_are_metres_and_8bit_is_refused():
         decode_depth_bytes(b"", name="row 7")
 
 
-def test_huge_declared_depth_png_is_refused(tmp_path):
-    from tests.media.test_image import _png_declaring
-
-    (tmp_path / "bomb.png").write_bytes(_png_declaring(10000, 10000))
+def test_huge_declared_depth_png_is_refused(tmp_path, png_declaring):
+    (tmp_path / "bomb.png").write_bytes(png_declaring(10000, 10000))
     with pytest.raises(MediaError, match=r"^bomb.png: declares 10000x10000 = 100000000 pixels, over the limit"):
         read_depth(tmp_path / "bomb.png")
 
