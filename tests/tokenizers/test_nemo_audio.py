@@ -78,3 +78,13 @@ def test_save_and_load_round_trip(tiny, tmp_path):
 def test_bad_config_is_one_line(kwargs, message):
     with pytest.raises(ConfigError, match="^" + message.replace("(", r"\(").replace(")", r"\)").replace("*", r"\*")):
         NemoAudioConfig(**kwargs)
+
+
+def test_the_port_is_not_causal_so_it_neither_streams_nor_runs_blocks(tiny):
+    """NeMo's centred convolutions see the future: ``encode`` is one whole pass, and streams are refused."""
+    tok = tiny
+    x = torch.randn(1, 1, 40 * tok.hop_length)
+    assert torch.equal(tok.encode(x), tok.quantizer(tok.encoder(x)).indices)  # the plain one-call pass
+    for make in (tok.stream_encoder, tok.stream_decoder):
+        with pytest.raises(ValueError, match="NemoAudioTokenizer: .*needs a causal model"):
+            make()

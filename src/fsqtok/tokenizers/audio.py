@@ -250,13 +250,22 @@ class AudioTokenizer(Tokenizer):
         return self._forward_prepared(*self._prepare(x, sample_rate))
 
     # -- blocks and streams (causal models)
+    @property
+    def _causal(self) -> bool:
+        """Whether the networks see no future samples (``config.causal``): the block pass and streams need it."""
+        return self.config.causal
+
+    def _require_causal(self, what: str) -> None:
+        if not self._causal:
+            self._fail(f"{what} needs a causal model (config.causal=True)")
+
     def _encode_prepared(self, x_net: Tensor, ctx: dict[str, Any]) -> Tensor:
-        if not self.config.causal:
+        if not self._causal:
             return super()._encode_prepared(x_net, ctx)
         return self._unfold_tokens(AudioStreamEncoder(self)._whole([x_net]), ctx)
 
     def _decode_net(self, indices: Tensor) -> Tensor:
-        if not self.config.causal:
+        if not self._causal:
             return super()._decode_net(indices)
         return AudioStreamDecoder(self)._whole([indices])
 
@@ -266,6 +275,7 @@ class AudioTokenizer(Tokenizer):
         ``push`` returns the tokens completed so far (the first after ``block_tokens * hop_length``
         samples), ``flush`` the rest. Needs a causal model.
         """
+        self._require_causal("stream_encoder")
         return AudioStreamEncoder(self)
 
     def stream_decoder(self, num_stages: int | None = None) -> AudioStreamDecoder:
@@ -274,6 +284,7 @@ class AudioTokenizer(Tokenizer):
         ``None`` decodes every stage of the first push (later pushes must carry as many); ``k``
         decodes the first ``k`` stages of each push. Needs a causal model.
         """
+        self._require_causal("stream_decoder")
         return AudioStreamDecoder(self, num_stages)
 
     @torch.no_grad()
@@ -283,8 +294,7 @@ class AudioTokenizer(Tokenizer):
         :meth:`encode` itself runs in blocks with bounded activation memory; this remains for the
         callers that feed a file in pieces.
         """
-        if not self.config.causal:
-            self._fail("encode_chunked needs a causal model (config.causal=True)")
+        self._require_causal("encode_chunked")
         if isinstance(chunk_tokens, bool) or not isinstance(chunk_tokens, int) or chunk_tokens < 1:
             self._fail(f"chunk_tokens must be a positive int, got {chunk_tokens!r}")
         x_net, ctx = self._prepare(x, sample_rate)

@@ -44,8 +44,6 @@ class _Stream:
     _factory = ""  # the AudioTokenizer method that starts a new stream, for messages
 
     def __init__(self, tok: AudioTokenizer, network: torch.nn.Module, block: int, out_per_step: Fraction) -> None:
-        if not tok.config.causal:
-            tok._fail(f"{type(self).__name__} needs a causal model (config.causal=True)")
         self._tok = tok
         self._state = StreamState(network)
         self._device = next(network.parameters()).device

@@ -150,6 +150,10 @@ class NemoAudioTokenizer(AudioTokenizer):
         return False
 
     @property
+    def _causal(self) -> bool:
+        return False  # centred (reflect-padded) convolutions: one whole pass, no blocks or streams
+
+    @property
     def _extra_token_axes(self) -> int:
         return 1  # the group axis
 
