@@ -47,10 +47,16 @@ def _depth_input(tok: DepthTokenizer, x: Tensor) -> tuple[Tensor, dict[str, Any]
 
 
 def _audio_input(tok: AudioTokenizer, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
-    """``(B, C, T)`` -> the tokenizer's own mix ``(B, 1, T)`` (or ``(B * C, 1, T)``), zero-padded to a multiple
-    of the hop."""
+    """``(B, C, T)`` -> mono mix ``(B, 1, T)`` (or ``(B * C, 1, T)``), zero-padded to a multiple of the hop.
+
+    A mean over the (dynamic) channel axis: bit-equal to the tokenizer's left-to-right ``_mix`` for one or
+    two channels, within float rounding for more (``_mix``'s loop would freeze the channel count)."""
     b, c, t = x.shape
-    return F.pad(tok._mix(x), (0, -t % tok.hop_length)), {"batch": b, "channels": c}
+    if tok._independent:
+        x = x.reshape(b * c, 1, t)
+    else:
+        x = x.mean(dim=1, keepdim=True)
+    return F.pad(x, (0, -t % tok.hop_length)), {"batch": b, "channels": c}
 
 
 def _video_input(tok: VideoTokenizer, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
