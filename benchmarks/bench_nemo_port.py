@@ -5,7 +5,7 @@ NeMo, maps its state dict into :class:`fsqtok.tokenizers.NemoAudioTokenizer` wit
 code, and times ``encode`` and ``decode`` of both, alternating, in one process (median of the rounds).
 Needs ``nemo_toolkit[tts]`` (a scratch venv; it is no fsqtok dependency); without it, says so and exits::
 
-    PYTHONPATH=src /work/scratch/nemo/venv/bin/python benchmarks/bench_nemo_port.py --write
+    PYTHONPATH=src NEMO_VENV/bin/python benchmarks/bench_nemo_port.py --write
 """
 
 from __future__ import annotations
@@ -77,8 +77,8 @@ def main() -> None:
     diff = (port_audio[:, 0] - ref_audio).abs().max().item()
     span = (ref_audio.max() - ref_audio.min()).item()
     body = (
-        f"`PYTHONPATH=src /work/scratch/nemo/venv/bin/python benchmarks/bench_nemo_port.py --seconds {args.seconds:g} "
-        f"--rounds {args.rounds} --write` (nemo_toolkit 3.0.0 in a scratch venv). Low Frame-rate Speech Codec "
+        f"`PYTHONPATH=src NEMO_VENV/bin/python benchmarks/bench_nemo_port.py --seconds {args.seconds:g} "
+        f"--rounds {args.rounds} --write` (`NEMO_VENV`: a venv with `nemo_toolkit[tts]==3.0.0` and this torch). Low Frame-rate Speech Codec "
         f"architecture at full size ({sum(p.numel() for p in port.parameters()) / 1e6:.1f} M parameters in the port), "
         f"random weights mapped by `fsqtok.convert.nemo.tokenizer_from_state`, {args.seconds:g} s of the built-in "
         f"speech at 22.05 kHz, batch 1, CPU: {machine_line()}. Median of {args.rounds} alternating rounds.\n\n"
