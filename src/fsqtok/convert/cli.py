@@ -15,9 +15,9 @@ import dataclasses
 import importlib
 import json
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
-from ..cli_support import OneLineParser, UsageError, exit_process, run_command
+from ..cli_support import OneLineParser, UsageError, run_command
 from .core import Converted, resolve_source, write_converted
 
 
@@ -90,11 +90,3 @@ def _run(argv: list[str]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     return run_command(_run, argv)
-
-
-def console_main() -> NoReturn:
-    exit_process(main())
-
-
-if __name__ == "__main__":
-    console_main()
