@@ -116,6 +116,10 @@ class PaddedConv1d(nn.Conv1d):
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._streaming:
+            if not self.lookback and not self.lookahead:
+                return super().forward(x)
+            if not torch.is_grad_enabled() and self.lookahead in (0, self.lookback):
+                return self._forward_padded_in_conv(x)
             return super().forward(F.pad(x, (self.lookback, self.lookahead)))
         x = F.pad(x, (self.lookback, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
         span = self.dilation[0] * (self.kernel_size[0] - 1) + 1
@@ -124,6 +128,12 @@ class PaddedConv1d(nn.Conv1d):
         if n_out == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0)
         return super().forward(x)
+
+    def _forward_padded_in_conv(self, x: Tensor) -> Tensor:
+        """Inference: let the conv zero-pad ``lookback`` on both sides (no padded copy of ``x``) and keep
+        the first ``T / stride`` outputs, which see exactly what :func:`F.pad` on the left would give them."""
+        y = F.conv1d(x, self.weight, self.bias, self.stride, self.lookback, self.dilation, self.groups)
+        return y[..., : x.shape[-1] // self.stride[0]]
 
 
 class PaddedConvTranspose1d(nn.ConvTranspose1d):
@@ -203,13 +213,40 @@ class CausalConv3d(nn.Conv3d):
             self._cache = x[:, :, n_out * self.time_stride :].clone()
             if n_out == 0:
                 return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
+        if _use_mkldnn_inference(x):
+            return self._forward_mkldnn(x)
         return super().forward(F.pad(x, (*self.spatial_pad, 0, 0)))
+
+    def _forward_mkldnn(self, x: Tensor) -> Tensor:
+        """Inference on CPU through oneDNN, which PyTorch's heuristic skips for a single small clip (it
+        then runs its reference 3D conv, about 4x slower); symmetric spatial padding happens inside
+        the conv instead of in a padded copy. Same sums, other rounding (float32 ulps)."""
+        l, r, t, b = self.spatial_pad
+        if l == r and t == b:
+            pad = [0, t, l]
+        else:
+            x, pad = F.pad(x, (l, r, t, b, 0, 0)), [0, 0, 0]
+        return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, pad, list(self.stride),
+                                                 list(self.dilation), self.groups)
 
     def _out_hw(self, x: Tensor) -> tuple[int, int]:
         l, r, t, b = self.spatial_pad
         h = (x.shape[3] + t + b - self.kernel_size[1]) // self.stride[1] + 1
         w = (x.shape[4] + l + r - self.kernel_size[2]) // self.stride[2] + 1
         return h, w
+
+
+def _use_mkldnn_inference(x: Tensor) -> bool:
+    """Whether a conv may take the oneDNN inference path: float32 on a CPU with oneDNN, no autograd."""
+    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+
+
+def inference_layout(x: Tensor) -> Tensor:
+    """A ``(B, C, H, W)`` map in channels-last memory for CPU inference (oneDNN's own layout: its convs,
+    GroupNorm and upsampling skip a reorder, about 1.3x faster here); unchanged otherwise. Same values,
+    other float32 rounding in the convs."""
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and _use_mkldnn_inference(x) else x
 
 
 def time_context_3d(module: nn.Module) -> tuple[int, int]:

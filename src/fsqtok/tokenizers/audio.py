@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
 from ..encoders.blocks import streaming
-from .base import Tokenizer
+from .base import Tokenizer, inference
 from .config import TokenizerConfig, TokenizerOutput
 
 
@@ -188,7 +188,7 @@ class AudioTokenizer(Tokenizer):
         return y
 
     # -- entry points with a sample rate
-    @torch.no_grad()
+    @inference
     def encode(self, x: Tensor, sample_rate: int | None = None) -> Tensor:  # type: ignore[override]
         """Waveform ``(B, C, T)`` (at ``sample_rate``, default the config's) -> int64 tokens."""
         return self._encode_prepared(*self._prepare(x, sample_rate))
@@ -224,7 +224,7 @@ class AudioTokenizer(Tokenizer):
         """Encode, quantize and decode; the reconstruction is at ``config.sample_rate``."""
         return self._forward_prepared(*self._prepare(x, sample_rate))
 
-    @torch.no_grad()
+    @inference
     def encode_chunked(self, x: Tensor, chunk_tokens: int = 50, sample_rate: int | None = None) -> Tensor:
         """Encode long audio ``chunk_tokens`` tokens at a time; the result equals :meth:`encode`.
 

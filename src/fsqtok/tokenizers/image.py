@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -135,7 +136,7 @@ class ImageTokenizer(Conv2dTokenizer):
 
     def _prepare(self, x: Tensor) -> tuple[Tensor, dict[str, Any]]:
         self._check_tensor(x, self.net_channels)
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = (float(v) for v in torch.aminmax(x))
         if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
             self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
         return self._pad(x.to(self._dtype)), {"input_shape": tuple(x.shape)}

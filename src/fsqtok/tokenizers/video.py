@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ..encoders.blocks import streaming
 from ..encoders.video import VideoDecoder, VideoEncoder
-from .base import Tokenizer
+from .base import Tokenizer, inference
 from .config import TokenizerConfig, chunk_sizes
 
 _MAX_ABS_PIXEL = 2.0  # see image.py
@@ -139,7 +139,7 @@ class VideoTokenizer(Tokenizer):
     # -- template hooks
     def _check_video(self, x: Tensor) -> None:
         self._check_tensor(x, self.config.in_channels)
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = (float(v) for v in torch.aminmax(x))
         if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
             self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
 
@@ -161,7 +161,7 @@ class VideoTokenizer(Tokenizer):
         shape = ctx.get("input_shape")
         return y if shape is None else y[:, :, : shape[2], : shape[3], : shape[4]]
 
-    @torch.no_grad()
+    @inference
     def encode_chunked(self, x: Tensor, chunk_frames: int = 16) -> Tensor:
         """Encode a long clip ``chunk_frames`` frames at a time; the result equals :meth:`encode`.
 
