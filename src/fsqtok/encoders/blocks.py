@@ -30,6 +30,11 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
+def norm_silu(norm: nn.Module, x: Tensor) -> Tensor:
+    """``silu(norm(x))``, the SiLU in place on the norm's fresh output when autograd is off (same values)."""
+    return F.silu(norm(x), inplace=not torch.is_grad_enabled())
+
+
 class ResBlock2d(nn.Module):
     """Pre-activation residual block: (GroupNorm, SiLU, 3x3 conv) x 2, 1x1 skip when widths differ."""
 
@@ -42,8 +47,8 @@ class ResBlock2d(nn.Module):
         self.skip = nn.Conv2d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(norm_silu(self.norm1, x))
+        h = self.conv2(norm_silu(self.norm2, h))
         return self.skip(x) + h
 
 

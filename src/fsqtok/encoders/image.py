@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import AttnBlock2d, Downsample2d, ResBlock2d, Upsample2d, group_norm, inference_layout
+from .blocks import AttnBlock2d, Downsample2d, ResBlock2d, Upsample2d, group_norm, inference_layout, norm_silu
 
 
 def _mid(channels: int, attention: bool) -> nn.Sequential:
@@ -57,7 +56,7 @@ class ImageEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.mid(self.down(self.conv_in(inference_layout(x))))
-        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+        return self.conv_out(norm_silu(self.norm_out, h)).contiguous()
 
 
 class ImageDecoder(nn.Module):
@@ -90,4 +89,4 @@ class ImageDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.up(self.mid(self.conv_in(inference_layout(z))))
-        return self.conv_out(F.silu(self.norm_out(h))).contiguous()
+        return self.conv_out(norm_silu(self.norm_out, h)).contiguous()
