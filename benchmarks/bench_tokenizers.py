@@ -75,18 +75,33 @@ def speed_rows(name: str, unit: str, models: list[peers.Model], repeat: int) -> 
     return rows, t
 
 
-def limit_rows(name: str, models: list[peers.Model], t: dict, peaks: tuple[float, float]) -> list[str]:
+def model_flops(models: list[peers.Model]) -> list[dict[str, int]]:
+    return [{d: count_flops(getattr(m, f"flops_{d}")) for d in ("encode", "decode")} for m in models]
+
+
+def limit_rows(name: str, models: list[peers.Model], t: dict, flops: list[dict], peaks: tuple[float, float]) -> list[str]:
     """Achieved GFLOP/s of each model's encode and decode as a share of the measured peaks."""
     rows = []
     for i, m in enumerate(models):
         cells = []
         for d in ("encode", "decode"):
-            flops = count_flops(getattr(m, f"flops_{d}"))
-            rate = flops / t[f"{i}{d}"]
-            cells.append(f"{flops / 1e9:.2f} | {rate / 1e9:.1f} | {rate / peaks[0]:.0%} | {rate / peaks[1]:.0%}")
-        who = "ours" if i == 0 else "peer"
-        rows.append(f"| {name} | {who}: {m.name} | {' | '.join(cells)} |")
+            rate = flops[i][d] / t[f"{i}{d}"]
+            cells.append(f"{flops[i][d] / 1e9:.2f} | {rate / 1e9:.1f} | {rate / peaks[0]:.0%} | {rate / peaks[1]:.0%}")
+        rows.append(f"| {name} | {'ours' if i == 0 else 'peer'}: {m.name} | {' | '.join(cells)} |")
     return rows
+
+
+def shortfalls(models: list[peers.Model], t: dict, flops: list[dict]) -> list[str]:
+    """For each peer row under 1.5x: the speed ratio split into work (FLOPs) and efficiency (FLOP/s)."""
+    notes = []
+    for i, m in enumerate(models[1:], start=1):
+        for d in ("encode", "decode"):
+            ratio = t[f"{i}{d}"] / t[f"0{d}"]
+            if ratio < 1.5:
+                work = flops[i][d] / flops[0][d]
+                notes.append(f"- {m.name} {d}: {ratio:.2f}x = the peer's work / ours ({work:.2f}x the FLOPs) "
+                             f"x our FLOP/s / the peer's ({ratio / work:.2f}x).")
+    return notes
 
 
 def bench(threads: int, repeat: int) -> list[str]:
@@ -96,16 +111,21 @@ def bench(threads: int, repeat: int) -> list[str]:
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     limit = ["| input | model | encode GFLOP | encode GFLOP/s | of conv peak | of matmul peak | "
              "decode GFLOP | decode GFLOP/s | of conv peak | of matmul peak |", "| --- | --- |" + " ---: |" * 8]
+    measured, notes = [], []
     for name, unit, models in cases():
         rows, t = speed_rows(name, unit, models, repeat)
         speed += rows
-        limit += limit_rows(name, models, t, peaks)
+        measured.append((name, models, t, model_flops(models)))
+        notes += shortfalls(*measured[-1][1:])
         print("\n".join(rows), flush=True)
     peaks = (max(peaks[0], conv_peak()), max(peaks[1], matmul_peak()))  # measured again after the models
+    for args in measured:
+        limit += limit_rows(*args, peaks)
     return [f"### {threads} thread(s)", "", f"`python benchmarks/bench_tokenizers.py --threads {threads} --repeat "
             f"{repeat}` on {machine_line()}.", "", *speed, "",
+            "Rows under 1.5x, split into the work each side does and how fast each does it:", "", *notes, "",
             f"Against the limit: fp32 conv peak {peaks[0] / 1e9:.1f} GFLOP/s, matmul peak {peaks[1] / 1e9:.1f} GFLOP/s "
-            "(best of wide 3x3 convs / square `torch.mm`, same run).", "", *limit, ""]
+            "(best of wide convs / square `torch.mm`, before and after the models, same run).", "", *limit, ""]
 
 
 def profiles(top: int) -> list[str]:

@@ -72,6 +72,7 @@ def matmul_peak(repeat: int = 3) -> float:
 def conv_peak(repeat: int = 3) -> float:
     """The machine's fp32 convolution FLOP/s: best of wide 3x3 2D convs (channels-last and not) and a 1D conv."""
     cases = [(torch.nn.Conv2d(128, 128, 3, padding=1), torch.randn(4, 128, 32, 32)),
+             (torch.nn.Conv2d(64, 64, 3, padding=1), torch.randn(8, 64, 64, 64)),
              (torch.nn.Conv2d(64, 64, 3, padding=1), torch.randn(8, 64, 32, 32).contiguous(memory_format=torch.channels_last)),
              (torch.nn.Conv1d(128, 128, 7, padding=3), torch.randn(1, 128, 16384))]
     best = 0.0

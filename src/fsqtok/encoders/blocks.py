@@ -218,7 +218,7 @@ class CausalConv3d(nn.Conv3d):
             self._cache = x[:, :, n_out * self.time_stride :].clone()
             if n_out == 0:
                 return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
-        if _use_mkldnn_inference(x):
+        if _use_mkldnn_inference(x) and not torch.compiler.is_compiling():  # compiled: inductor picks the conv
             return self._forward_mkldnn(x)
         return super().forward(F.pad(x, (*self.spatial_pad, 0, 0)))
 
