@@ -287,7 +287,9 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
         """Opt in to ``torch.compile`` for :meth:`encode` and :meth:`decode`: compiles the encoder and the
         decoder in place (the first call at each input shape compiles, which takes seconds to minutes)
         and returns ``self``. ``kwargs`` go to ``torch.compile``. The tokens are eager mode's (tested
-        on real media; a fused kernel may round a latent differently, so at most a few in 10^5 move)."""
+        on real media; a fused kernel may round a latent differently, so at most a few in 10^5 move).
+        On CPU it pays for the audio tokenizer (Snake fuses: about 1.2-1.4x); the 2D and 3D conv
+        tokenizers run faster in eager mode, whose oneDNN convs inductor does not beat (BENCHMARKS.md)."""
         self.encoder.compile(**kwargs)
         self.decoder.compile(**kwargs)
         return self
