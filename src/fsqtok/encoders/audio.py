@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .blocks import PaddedConv1d, PaddedConvTranspose1d, context_1d
+from .blocks import PaddedConv1d, PaddedConvTranspose1d, context_1d, eager_inference
 
 
 class Snake1d(nn.Module):
@@ -25,7 +25,7 @@ class Snake1d(nn.Module):
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
     def forward(self, x: Tensor) -> Tensor:
-        if not torch.is_grad_enabled():
+        if eager_inference():
             return snake_inplace(x, self.alpha)
         return x + (self.alpha + 1e-9).reciprocal() * torch.sin(self.alpha * x).pow(2)
 

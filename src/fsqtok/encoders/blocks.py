@@ -30,9 +30,15 @@ def group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(num_groups=groups, num_channels=channels, eps=1e-6, affine=True)
 
 
+def eager_inference() -> bool:
+    """Whether the inference forms (in place, straight to oneDNN, other layouts) may run: autograd is off
+    and no tracer (``torch.compile``, ``torch.export`` / ONNX) is recording the graph."""
+    return not (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting())
+
+
 def norm_silu(norm: nn.Module, x: Tensor) -> Tensor:
-    """``silu(norm(x))``, the SiLU in place on the norm's fresh output when autograd is off (same values)."""
-    return F.silu(norm(x), inplace=not torch.is_grad_enabled())
+    """``silu(norm(x))``, the SiLU in place on the norm's fresh output at inference (same values)."""
+    return F.silu(norm(x), inplace=eager_inference())
 
 
 class ResBlock2d(nn.Module):
@@ -123,7 +129,7 @@ class PaddedConv1d(nn.Conv1d):
         if not self._streaming:
             if not self.lookback and not self.lookahead:
                 return super().forward(x)
-            if not torch.is_grad_enabled() and self.lookahead in (0, self.lookback):
+            if eager_inference() and self.lookahead in (0, self.lookback):
                 return self._forward_padded_in_conv(x)
             return super().forward(F.pad(x, (self.lookback, self.lookahead)))
         x = F.pad(x, (self.lookback, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
@@ -218,7 +224,7 @@ class CausalConv3d(nn.Conv3d):
             self._cache = x[:, :, n_out * self.time_stride :].clone()
             if n_out == 0:
                 return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
-        if _use_mkldnn_inference(x) and not torch.compiler.is_compiling():  # compiled: inductor picks the conv
+        if _use_mkldnn_inference(x):
             return self._forward_mkldnn(x)
         return super().forward(F.pad(x, (*self.spatial_pad, 0, 0)))
 
@@ -242,8 +248,8 @@ class CausalConv3d(nn.Conv3d):
 
 
 def _use_mkldnn_inference(x: Tensor) -> bool:
-    """Whether a conv may take the oneDNN inference path: float32 on a CPU with oneDNN, no autograd."""
-    return (not torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
+    """Whether a conv may take the oneDNN inference path: :func:`eager_inference`, float32 on a CPU with oneDNN."""
+    return (eager_inference() and x.device.type == "cpu" and x.dtype == torch.float32
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
