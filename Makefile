@@ -34,7 +34,7 @@ test-distributed: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install -q -e '.[dev,bench]'
 	$(PY) benchmarks/bench_quantizers.py
-	$(PY) benchmarks/bench_tokenizers.py
+	$(PY) benchmarks/bench_tokenizers.py --write
 
 # Issue 11's reproduction (about 2 h on 2 cores, resumable: rerun to continue): MaskGIT on FSQ against VQ
 # tokens of Fashion-MNIST and the codebook-size study side by side, then the BENCHMARKS.md tables and figure.

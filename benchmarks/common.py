@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,51 @@ def time_call(fn: Callable[[], object], *, warmup: int = 3, repeat: int = 15, mi
             fn()
         samples.append((time.perf_counter() - t0) / n)
     return min(samples)  # the least-disturbed sample: other processes only ever add time
+
+
+def alternating_medians(fns: dict[str, Callable[[], object]], *, repeat: int = 5,
+                        min_seconds: float = 0.05) -> dict[str, float]:
+    """Median wall seconds per call of each of ``fns``, timed in turn ``repeat`` times (round robin), so a
+    change of load on a shared machine hits every candidate alike; each sample loops enough calls to
+    last ``min_seconds``."""
+    loops = {}
+    for name, fn in fns.items():  # warm up, then size the loop
+        fn()
+        t0 = time.perf_counter()
+        fn()
+        loops[name] = max(1, int(min_seconds / max(time.perf_counter() - t0, 1e-6)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(loops[name]):
+                fn()
+            samples[name].append((time.perf_counter() - t0) / loops[name])
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def matmul_peak(repeat: int = 3) -> float:
+    """The machine's fp32 matmul FLOP/s at the current thread count: best ``torch.mm`` over square sizes."""
+    best = 0.0
+    for n in (512, 1024, 1536):
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        best = max(best, 2 * n**3 / time_call(lambda: torch.mm(a, b), warmup=1, repeat=repeat, min_seconds=0.05))
+    return best
+
+
+def conv_peak(repeat: int = 3) -> float:
+    """The machine's fp32 convolution FLOP/s: best of wide 3x3 2D convs (channels-last and not) and a 1D conv."""
+    cases = [(torch.nn.Conv2d(128, 128, 3, padding=1), torch.randn(4, 128, 32, 32)),
+             (torch.nn.Conv2d(64, 64, 3, padding=1), torch.randn(8, 64, 64, 64)),
+             (torch.nn.Conv2d(64, 64, 3, padding=1), torch.randn(8, 64, 32, 32).contiguous(memory_format=torch.channels_last)),
+             (torch.nn.Conv1d(128, 128, 7, padding=3), torch.randn(1, 128, 16384))]
+    best = 0.0
+    with torch.inference_mode():
+        for conv, x in cases:
+            y = conv(x)
+            flops = 2 * y.numel() * conv.weight[0].numel()
+            best = max(best, flops / time_call(lambda: conv(x), warmup=1, repeat=repeat, min_seconds=0.05))
+    return best
 
 
 def machine_line() -> str:

@@ -1,6 +1,5 @@
 """fsqtok.convert.core: strict mapping of source tensors, and the atomic, self-describing model folder."""
 
-import os
 from pathlib import Path
 
 import pytest

@@ -14,6 +14,8 @@ from fsqtok.encoders.blocks import (
     Upsample2d,
     context_1d,
     group_norm,
+    inference_layout,
+    norm_silu,
     streaming,
 )
 
@@ -144,3 +146,49 @@ def test_stream_states_take_turns_on_one_module():
 def test_streaming_rejects_non_causal_transposed_convs():
     with pytest.raises(ValueError, match="causal"):
         StreamState(PaddedConvTranspose1d(1, 1, 4, stride=2, causal=False))
+
+
+@pytest.mark.parametrize("kernel,stride,dilation,causal", [(7, 1, 3, True), (1, 1, 1, True), (8, 4, 1, True),
+                                                           (7, 1, 1, False), (3, 1, 9, False)])
+def test_padded_conv1d_inference_path_is_the_padded_forward(kernel, stride, dilation, causal):
+    """Without autograd the padding happens inside the conv (or not at all); the outputs stay F.pad's."""
+    torch.manual_seed(0)
+    conv = PaddedConv1d(3, 4, kernel, stride=stride, dilation=dilation, causal=causal)
+    x = torch.randn(2, 3, 8 * 12)
+    with torch.no_grad():
+        fast = conv(x)
+    reference = torch.nn.Conv1d.forward(conv, torch.nn.functional.pad(x, (conv.lookback, conv.lookahead)))
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_causal_conv3d_inference_path_is_the_training_forward(stride):
+    """Single clips go through oneDNN at inference (PyTorch's heuristic would pick its slow 3D conv)."""
+    torch.manual_seed(0)
+    conv = CausalConv3d(3, 5, 3, stride=(stride, stride, stride))
+    x = torch.randn(1, 3, 5, 12, 10)
+    reference = conv(x).detach()
+    with torch.inference_mode():
+        fast = conv(x)
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_inference_layout_is_channels_last_only_without_autograd():
+    x = torch.randn(2, 3, 4, 4)
+    assert inference_layout(x) is x  # autograd on: the training path keeps its layout
+    with torch.no_grad():
+        y = inference_layout(x)
+        assert y.is_contiguous(memory_format=torch.channels_last) and torch.equal(y, x)
+        frame = x[0]
+        assert inference_layout(frame) is frame  # not a (B, C, H, W) map
+
+
+def test_norm_silu_is_the_silu_of_the_norm_with_and_without_autograd():
+    norm = group_norm(8)
+    x = torch.randn(2, 8, 3, 3)
+    expected = torch.nn.functional.silu(norm(x))
+    assert torch.equal(norm_silu(norm, x), expected) and expected.requires_grad
+    with torch.no_grad():
+        assert torch.equal(norm_silu(norm, x), expected)

@@ -53,7 +53,8 @@ def test_invalid_pixels_are_masked_and_never_fed_as_nan(tok):
     metres = tok.decode(idx, input_shape=d.shape)
     assert metres.shape == d.shape and torch.isfinite(metres).all()
     assert metres.min() >= tok.config.min_depth - 1e-6 and metres.max() <= tok.config.max_depth * (1 + 1e-5)
-    torch.testing.assert_close(out.reconstruction, metres)
+    # decode's inference convs (channels-last) round apart from the forward's; metres amplify it (tests/tokenizers/test_inference_path.py)
+    torch.testing.assert_close(out.reconstruction, metres, rtol=1e-4, atol=0)
 
 
 def test_shapes_and_rates(tok):

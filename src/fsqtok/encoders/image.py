@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import AttnBlock2d, Downsample2d, ResBlock2d, Upsample2d, group_norm
+from .blocks import AttnBlock2d, Downsample2d, ResBlock2d, Upsample2d, group_norm, inference_layout, norm_silu
 
 
 def _mid(channels: int, attention: bool) -> nn.Sequential:
@@ -56,8 +55,8 @@ class ImageEncoder(nn.Module):
         self.conv_out = nn.Conv2d(prev, latent_channels, 3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.mid(self.down(self.conv_in(x)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        h = self.mid(self.down(self.conv_in(inference_layout(x))))
+        return self.conv_out(norm_silu(self.norm_out, h)).contiguous()
 
 
 class ImageDecoder(nn.Module):
@@ -89,5 +88,5 @@ class ImageDecoder(nn.Module):
         self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.up(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        h = self.up(self.mid(self.conv_in(inference_layout(z))))
+        return self.conv_out(norm_silu(self.norm_out, h)).contiguous()

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import AttnBlock2d, CausalConv3d, group_norm, time_context_3d
+from .blocks import AttnBlock2d, CausalConv3d, group_norm, norm_silu, time_context_3d
 
 
 def _per_frame(fn: nn.Module, x: Tensor) -> Tensor:
@@ -57,8 +57,8 @@ class ResBlock3d(nn.Module):
         self.skip = CausalConv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = self.conv2(F.silu(self.norm2(h)))
+        h = self.conv1(norm_silu(self.norm1, x))
+        h = self.conv2(norm_silu(self.norm2, h))
         return self.skip(x) + h
 
 
@@ -136,7 +136,7 @@ class VideoEncoder(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h = self.mid(self.down(self.conv_in(x)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(norm_silu(self.norm_out, h))
 
 
 class VideoDecoder(nn.Module):
@@ -175,4 +175,4 @@ class VideoDecoder(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         h = self.up(self.mid(self.conv_in(z)))
-        return self.conv_out(F.silu(self.norm_out(h)))
+        return self.conv_out(norm_silu(self.norm_out, h))

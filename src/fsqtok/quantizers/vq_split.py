@@ -12,7 +12,7 @@ running sum. FSQ needs no such trick; the FSQ paper's point is that it matches V
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .vq import VectorQuantizer
 

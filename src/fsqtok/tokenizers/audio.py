@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..encoders.audio import AudioDecoder, AudioEncoder
 from .audio_stream import AudioStreamDecoder, AudioStreamEncoder
-from .base import Tokenizer
+from .base import Tokenizer, inference
 from .config import TokenizerConfig, TokenizerOutput
 
 
@@ -213,7 +213,7 @@ class AudioTokenizer(Tokenizer):
         return y
 
     # -- entry points with a sample rate
-    @torch.no_grad()
+    @inference
     def encode(self, x: Tensor, sample_rate: int | None = None) -> Tensor:  # type: ignore[override]
         """Waveform ``(B, C, T)`` (at ``sample_rate``, default the config's) -> int64 tokens."""
         return self._encode_prepared(*self._prepare(x, sample_rate))

@@ -38,6 +38,19 @@ _MAX_ABS_PIXEL = 2.0
 # --------------------------------------------------------------------------- tokenizer
 
 
+def inference(fn: Any) -> Any:
+    """Decorator of the encode entry points: run under ``torch.inference_mode`` (no autograd or version
+    bookkeeping), then hand back an ordinary tensor, so callers may still edit the tokens in place."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Tensor:
+        with torch.inference_mode():
+            out = fn(*args, **kwargs)
+        return out.clone()
+
+    return wrapper
+
+
 class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     """Base class: encoder + FSQ/residual-FSQ bottleneck + decoder, with Hub save/load.
 
@@ -172,7 +185,7 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
         if not x.is_floating_point():
             self._fail(f"expected a floating-point tensor, got {x.dtype}", TypeError)
         self._check_shape(x.shape, channels)
-        if not allow_nonfinite:
+        if not allow_nonfinite and not bool(torch.isfinite(x).all()):  # one pass; count only on failure
             n_nan = int(torch.isnan(x).sum())
             n_inf = int(torch.isinf(x).sum())
             if n_nan or n_inf:
@@ -181,7 +194,7 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _check_pixels(self, x: Tensor, channels: int) -> None:
         """:meth:`_check_tensor`, then values must look like [-1, 1] pixels (not uint8 0..255)."""
         self._check_tensor(x, channels)
-        lo, hi = float(x.min()), float(x.max())
+        lo, hi = (float(v) for v in torch.aminmax(x))
         if lo < -_MAX_ABS_PIXEL or hi > _MAX_ABS_PIXEL:
             self._fail(f"pixel values must be in [-1, 1], got range [{lo:g}, {hi:g}] (map uint8 with x / 127.5 - 1)")
 
@@ -265,7 +278,7 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
         with self._all_stages():
             return self.quantizer(z).indices
 
-    @torch.no_grad()
+    @inference
     def encode(self, x: Tensor) -> Tensor:
         """Input in this modality's convention -> int64 indices of shape :meth:`tokens_shape`."""
         return self._encode_prepared(*self._prepare(x))
@@ -294,6 +307,17 @@ class Tokenizer(nn.Module, HubMixin, tags=["fsq", "tokenizer"]):
     def _decode_net(self, indices: Tensor) -> Tensor:
         """Bottleneck indices ``(B', [S,] *grid)`` -> network output (audio: in fixed blocks)."""
         return self.decoder(self.quantizer.decode_indices(indices).to(self._dtype))
+
+    def compile(self, **kwargs: Any) -> "Tokenizer":  # type: ignore[override]
+        """Opt in to ``torch.compile`` for :meth:`encode` and :meth:`decode`: compiles the encoder and the
+        decoder in place (the first call at each input shape compiles, which takes seconds to minutes)
+        and returns ``self``. ``kwargs`` go to ``torch.compile``. The tokens are eager mode's (tested
+        on real media; a fused kernel may round a latent differently, so at most a few in 10^5 move).
+        On CPU it pays for the audio tokenizer (Snake fuses: about 1.2-1.4x); the 2D and 3D conv
+        tokenizers run faster in eager mode, whose oneDNN convs inductor does not beat (BENCHMARKS.md)."""
+        self.encoder.compile(**kwargs)
+        self.decoder.compile(**kwargs)
+        return self
 
     def forward(self, x: Tensor) -> TokenizerOutput:
         """Encode, quantize (with quantize dropout when training) and decode; for training and evaluation."""

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..encoders.blocks import streaming
 from ..encoders.video import VideoDecoder, VideoEncoder
-from .base import Tokenizer
+from .base import Tokenizer, inference
 from .config import TokenizerConfig, chunk_sizes
 
 
@@ -159,7 +159,7 @@ class VideoTokenizer(Tokenizer):
         shape = ctx.get("input_shape")
         return y if shape is None else y[:, :, : shape[2], : shape[3], : shape[4]]
 
-    @torch.no_grad()
+    @inference
     def encode_chunked(self, x: Tensor, chunk_frames: int = 16) -> Tensor:
         """Encode a long clip ``chunk_frames`` frames at a time; the result equals :meth:`encode`.
 
