@@ -10,7 +10,7 @@ fast form is pinned to. A fusion that rounds differently may move at most 1 toke
 import pytest
 import torch
 
-from fsqtok.data import samples
+from fsqtok.datasets import samples
 from fsqtok.tokenizers import AudioTokenizer, DepthTokenizer, ImageTokenizer, VideoTokenizer
 
 MAX_MOVED = 1e-5
