@@ -128,6 +128,7 @@ class PaddedConv1d(nn.Conv1d):
         self.lookback = total - self.lookahead
         self._streaming = False
         self._cache: Tensor | None = None
+        self._blocks = 1  # consecutive blocks stacked along the batch axis in streaming mode (StreamState)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._streaming:
@@ -136,12 +137,23 @@ class PaddedConv1d(nn.Conv1d):
             if eager_inference() and self.lookahead in (0, self.lookback):
                 return self._forward_padded_in_conv(x)
             return super().forward(F.pad(x, (self.lookback, self.lookahead)))
+        if self._blocks > 1:
+            return self._stream_conv(_block_windows(self, x, self.lookback))
         x = F.pad(x, (self.lookback, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
         span = self.dilation[0] * (self.kernel_size[0] - 1) + 1
         n_out = max(0, (x.shape[-1] - span) // self.stride[0] + 1)
         self._cache = x[..., n_out * self.stride[0] :].clone()
         if n_out == 0:
             return x.new_zeros(x.shape[0], self.out_channels, 0)
+        return self._stream_conv(x)
+
+    def _stream_conv(self, x: Tensor) -> Tensor:
+        """The unpadded conv of a stream. At CPU float32 inference it calls oneDNN directly, whose result
+        for a batch element does not depend on the batch size (PyTorch's own choice of kernel does: batch
+        1 against stacked blocks would round differently)."""
+        if _use_mkldnn_inference(x):
+            return torch.ops.aten.mkldnn_convolution(x, self.weight, self.bias, [0], list(self.stride),
+                                                     list(self.dilation), self.groups)
         return super().forward(x)
 
     def _forward_padded_in_conv(self, x: Tensor) -> Tensor:
@@ -171,16 +183,45 @@ class PaddedConvTranspose1d(nn.ConvTranspose1d):
         self.lookback = (kernel_size - 1) // stride  # input steps an output's stride block depends on, before its own
         self._streaming = False
         self._cache: Tensor | None = None
+        self._blocks = 1  # consecutive blocks stacked along the batch axis in streaming mode (StreamState)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self._streaming:
             y = super().forward(x)
             return y[..., self.trim_left : y.shape[-1] - self.trim_right]
         n, back = x.shape[-1], self.lookback
-        x = F.pad(x, (back, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
-        self._cache = x[..., x.shape[-1] - back :].clone()
+        if self._blocks > 1:
+            x = _block_windows(self, x, back)
+        else:
+            x = F.pad(x, (back, 0)) if self._cache is None else torch.cat([self._cache, x], dim=-1)
+            self._cache = x[..., x.shape[-1] - back :].clone()
         start = back * self.stride[0]
         return super().forward(x)[..., start : start + n * self.stride[0]]
+
+
+def _block_windows(conv: PaddedConv1d | PaddedConvTranspose1d, x: Tensor, back: int) -> Tensor:
+    """Streaming input of ``conv._blocks`` consecutive blocks stacked block-major, ``(nb * B, C, L)``, ->
+    each block behind the ``back`` steps before it, ``(nb * B, C, back + L)``; carries the last ``back`` on.
+
+    Block ``k``'s window holds the values the stream's ``cat([cache, block])`` gives it when the blocks
+    run one by one (zeros before the first), so one batched conv call computes every block as that
+    loop would, with the same shapes per block. ``L`` must be a multiple of the conv's stride.
+    """
+    nb, length = conv._blocks, x.shape[-1]
+    blocks = x.unflatten(0, (nb, -1))  # (nb, B, C, L)
+    past = blocks.new_zeros(*blocks.shape[1:3], back) if conv._cache is None else conv._cache
+    if back > length:  # the context spans several blocks: cut the windows from the whole sequence
+        seq = torch.cat([past, blocks.permute(1, 2, 0, 3).flatten(2)], dim=-1)  # (B, C, back + nb * L)
+        conv._cache = seq[..., seq.shape[-1] - back :].clone()
+        return seq.unfold(-1, back + length, length).permute(2, 0, 1, 3).flatten(0, 1).contiguous()
+    conv._cache = blocks[-1, ..., length - back :].clone()
+    if not back:
+        return x
+    windows = blocks.new_empty(*blocks.shape[:3], back + length)
+    windows[..., back:] = blocks
+    windows[1:, ..., :back] = blocks[:-1, ..., length - back :]
+    windows[0, ..., :back] = past
+    return windows.flatten(0, 1)
 
 
 def context_1d(module: nn.Module) -> tuple[int, int, int]:
@@ -228,6 +269,7 @@ class CausalConv3d(nn.Conv3d):
             self.spatial_pad = (0, kw - 2, 0, kh - 2)
         self._streaming = False
         self._cache: Tensor | None = None
+        self._blocks = 1  # always 1: StreamState stacks blocks for 1D convs only
 
     def forward(self, x: Tensor) -> Tensor:
         if self._streaming and self._cache is not None:
@@ -350,13 +392,20 @@ class StreamState:
         self._convs = _streaming_convs(module)
         self._caches: list[Tensor | None] = [None] * len(self._convs)
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """The module's output for the chunk ``x`` that follows the chunks already run."""
+    def __call__(self, x: Tensor, blocks: int = 1) -> Tensor:
+        """The module's output for the chunk ``x`` that follows the chunks already run.
+
+        ``blocks > 1``: ``x`` is that many consecutive chunks of one length, stacked block-major along the
+        batch axis, ``(blocks * B, C, L)``; they run in one call and come out stacked the same way, each
+        the output its own call would give (1D convs only).
+        """
+        if blocks > 1 and any(isinstance(m, CausalConv3d) for m in self._convs):
+            raise ValueError("StreamState: stacked blocks need 1D convs; run a 3D stream one chunk at a time")
         for m, cache in zip(self._convs, self._caches):
-            m._streaming, m._cache = True, cache
+            m._streaming, m._cache, m._blocks = True, cache, blocks
         try:
             return self.module(x)
         finally:
             self._caches = [m._cache for m in self._convs]
             for m in self._convs:
-                m._streaming, m._cache = False, None
+                m._streaming, m._cache, m._blocks = False, None, 1

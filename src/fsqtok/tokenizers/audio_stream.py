@@ -71,9 +71,12 @@ class _Stream:
         """Append ``x`` and run every full block; the outputs concatenated along the last axis."""
         buf = x if self._buffer is None else torch.cat([self._buffer, x], dim=-1)
         full = buf.shape[-1] // self._block
-        outs = [self._step(buf[..., i * self._block : (i + 1) * self._block]) for i in range(full)]
         self._buffer = buf[..., full * self._block :]
-        return torch.cat(outs, dim=-1) if outs else self._empty(buf.shape[0])
+        if not full:
+            return self._empty(buf.shape[0])
+        blocks = buf[..., : full * self._block].unflatten(-1, (full, self._block)).movedim(-2, 0)
+        out = self._step(blocks.flatten(0, 1), full)  # block-major (full * B', ..., n): one call for all
+        return out.unflatten(0, (full, -1)).movedim(0, -2).flatten(-2)
 
     def _flush_net(self) -> Tensor:
         """Run the zero-padded last block and keep the output of its real steps (``ceil`` of whole ones)."""
@@ -81,13 +84,14 @@ class _Stream:
             return self._empty(0 if self._buffer is None else self._buffer.shape[0])
         left = self._buffer.shape[-1]
         keep = math.ceil(left * self._out_per_step)  # exact: a Fraction
-        return self._step(F.pad(self._buffer, (0, self._block - left)))[..., :keep]
+        return self._step(F.pad(self._buffer, (0, self._block - left)), 1)[..., :keep]
 
     def _whole(self, chunks: Iterable[Tensor]) -> Tensor:
         """Every chunk pushed, then the flush, concatenated: the tokenizer's whole passes."""
         return torch.cat([*(self._push_net(chunk) for chunk in chunks), self._flush_net()], dim=-1)
 
-    def _step(self, block: Tensor) -> Tensor:
+    def _step(self, blocks: Tensor, n: int) -> Tensor:
+        """``n`` consecutive blocks stacked block-major along the batch axis -> their outputs, stacked alike."""
         raise NotImplementedError
 
     def _empty(self, batch: int) -> Tensor:
@@ -130,8 +134,8 @@ class AudioStreamEncoder(_Stream):
         b, c = self._lead or (0, 1)
         return self._tok._unfold_tokens(indices, {"batch": b, "channels": c})
 
-    def _step(self, block: Tensor) -> Tensor:
-        return self._tok._quantize(self._state(block))
+    def _step(self, blocks: Tensor, n: int) -> Tensor:
+        return self._tok._quantize(self._state(blocks, n))
 
     def _empty(self, batch: int) -> Tensor:
         stages = (self._tok.num_stages,) if self._tok.config.quantizer == "rfsq" else ()
@@ -175,8 +179,8 @@ class AudioStreamDecoder(_Stream):
         lead = self._lead or (0, 1)
         return self._tok._restore(y, {"batch": lead[0], "channels": lead[1] if self._tok._independent else 1})
 
-    def _step(self, block: Tensor) -> Tensor:
-        return self._state(self._tok.quantizer.decode_indices(block).to(self._tok._dtype))
+    def _step(self, blocks: Tensor, n: int) -> Tensor:
+        return self._state(self._tok.quantizer.decode_indices(blocks).to(self._tok._dtype), n)
 
     def _empty(self, batch: int) -> Tensor:
         return torch.empty(batch, 1, 0, dtype=self._tok._dtype, device=self._device)
