@@ -16,6 +16,7 @@ from fsqtok.encoders.blocks import (
     group_norm,
     inference_layout,
     norm_silu,
+    residual_add,
     streaming,
 )
 
@@ -192,3 +193,38 @@ def test_norm_silu_is_the_silu_of_the_norm_with_and_without_autograd():
     assert torch.equal(norm_silu(norm, x), expected) and expected.requires_grad
     with torch.no_grad():
         assert torch.equal(norm_silu(norm, x), expected)
+
+
+@pytest.mark.parametrize("length", [4, 12])
+def test_stacked_blocks_are_the_block_by_block_stream_bit_for_bit(length):
+    """``StreamState(x, blocks=n)`` runs n consecutive blocks in one call per conv: contexts longer than
+    a block (18 > 4), shorter (6 < 12) and none (1x1), transposed convs, carried on to the next call."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(PaddedConv1d(2, 8, 7, dilation=3), PaddedConv1d(8, 8, 1), PaddedConv1d(8, 8, 7),
+                              PaddedConv1d(8, 6, 4, stride=2), PaddedConvTranspose1d(6, 3, 8, stride=4))
+    x = torch.randn(3, 2, 8 * length)
+    with torch.no_grad():
+        one = StreamState(net)
+        want = torch.cat([one(block) for block in x.split(length, dim=-1)], dim=-1)
+        stacked = StreamState(net)  # 6 blocks of batch 3: 18 rows, where PyTorch's own kernel choice changes
+        blocks = x[..., : 6 * length].unflatten(-1, (6, length)).movedim(-2, 0).flatten(0, 1)  # block-major
+        first = stacked(blocks, 6).unflatten(0, (6, -1)).movedim(0, -2).flatten(-2)
+        rest = [stacked(block) for block in x[..., 6 * length :].split(length, dim=-1)]  # the carried context
+    assert torch.equal(torch.cat([first, *rest], dim=-1), want)
+
+
+def test_stacked_blocks_need_1d_convs():
+    with pytest.raises(ValueError, match="1D convs"):
+        StreamState(CausalConv3d(1, 1, 3))(torch.zeros(2, 1, 3, 4, 4), 2)
+
+
+def test_residual_add_writes_into_the_branch_only_without_autograd():
+    x, h = torch.randn(2, 3), torch.randn(2, 3)
+    expected = x + h
+    with torch.enable_grad():
+        out = residual_add(x, h.clone().requires_grad_())
+        assert torch.equal(out, expected) and out.grad_fn is not None
+    with torch.no_grad():
+        branch = h.clone()
+        out = residual_add(x, branch)
+    assert out is branch and torch.equal(out, expected)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .blocks import PaddedConv1d, PaddedConvTranspose1d, context_1d, eager_inference
+from .blocks import PaddedConv1d, PaddedConvTranspose1d, context_1d, eager_inference, residual_add
 
 
 class Snake1d(nn.Module):
@@ -53,7 +53,7 @@ class ResidualUnit1d(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.block(x)
+        return residual_add(x, self.block(x))
 
 
 class AudioEncoder(nn.Module):

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import AttnBlock2d, CausalConv3d, group_norm, norm_silu, time_context_3d
+from .blocks import AttnBlock2d, CausalConv3d, group_norm, norm_silu, residual_add, time_context_3d
 
 
 def _per_frame(fn: nn.Module, x: Tensor) -> Tensor:
@@ -59,7 +59,7 @@ class ResBlock3d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         h = self.conv1(norm_silu(self.norm1, x))
         h = self.conv2(norm_silu(self.norm2, h))
-        return self.skip(x) + h
+        return residual_add(self.skip(x), h)
 
 
 class Upsample3d(nn.Module):
