@@ -228,3 +228,17 @@ def test_residual_add_writes_into_the_branch_only_without_autograd():
         branch = h.clone()
         out = residual_add(x, branch)
     assert out is branch and torch.equal(out, expected)
+
+
+def test_stacked_blocks_round_as_single_blocks_at_real_widths():
+    """At widths where PyTorch's own kernel choice depends on the batch size (18 stacked rows against 1),
+    the stream's convs still give each block the bits of its own call."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(PaddedConv1d(4, 64, 7), PaddedConv1d(64, 64, 1), PaddedConv1d(64, 128, 7, dilation=3))
+    x = torch.randn(1, 4, 18 * 32)
+    with torch.no_grad():
+        one = StreamState(net)
+        want = torch.cat([one(block) for block in x.split(32, dim=-1)], dim=-1)
+        blocks = x.unflatten(-1, (18, 32)).movedim(-2, 0).flatten(0, 1)
+        got = StreamState(net)(blocks, 18).unflatten(0, (18, -1)).movedim(0, -2).flatten(-2)
+    assert torch.equal(got, want)
