@@ -9,6 +9,12 @@ whichever way a stream is cut: the tokens and samples are identical bit for bit,
 (PyTorch's kernels round differently on inputs of different lengths, vectorized bodies against
 scalar tails, so matching shapes is what makes the arithmetic match.)
 
+A push runs all the full blocks it completes in one call per layer, stacked along the batch axis
+(:class:`~fsqtok.encoders.blocks.StreamState` with ``blocks=n``: each conv cuts every block's window,
+its left context included, from the blocks before it, and calls a kernel whose result for one batch
+element does not depend on how many are stacked). A whole pass is therefore one push of the input
+plus the flush, at near the speed of one plain call, and still the arithmetic of one block at a time.
+
 The stream buffers input until a block is full: the first tokens come out once
 ``block_tokens * hop_length`` samples are in, the first samples once ``block_tokens`` tokens are
 in; :meth:`flush` pads the last partial block with zeros (as :meth:`AudioTokenizer.encode` pads to
