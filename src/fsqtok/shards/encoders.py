@@ -114,7 +114,7 @@ def encode_in_order(batches: Iterable[tuple[int, dict[str, Any]]], tok: Any, dev
 
     The batches are encoded on :func:`encoder_layout`'s threads, at most one more batch in flight
     than there are encoders; the caller's thread draws ``batches``. Closing the generator early
-    cancels the batches not started and waits for the running ones.
+    waits for the running batches and stops the threads.
     """
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
@@ -133,6 +133,4 @@ def encode_in_order(batches: Iterable[tuple[int, dict[str, Any]]], tok: Any, dev
                 shard_done, fut = pending.popleft()
                 yield (shard_done, *fut.result())
         finally:
-            for _, fut in pending:
-                fut.cancel()
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
