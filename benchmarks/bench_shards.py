@@ -256,6 +256,7 @@ def _report(a: argparse.Namespace, toks: dict, e2e: dict, decode_ms: float, writ
                         f"`tok.encode` {1000 / raw_sps:.2f} ms/sample, {pool_ms:.2f} with {encoders} encoders): best "
                         f"{share:.0%} of raw `tok.encode`, target {'reached' if share >= 0.9 else 'NOT reached'}; "
                         f"perfect overlap on {cores} cores would cap it at about {ceiling:.0%}.")
+    at_once = " and ".join(f"{pool / raw:.0%} ({name})" for name, (_, raw, pool) in e2e.items())
     rows = "\n".join(table)
     verdict = "\n".join(verdicts)
     body = f"""## Index shards (`fsqtok tokenize`, `fsqtok.shards`)
@@ -266,12 +267,14 @@ default config (f=8 with 16 base channels, 64 tokens per image), and **mid**, f=
 channels and 2 residual blocks per level (64 tokens per image), whose encoder costs about what a
 real tokenizer's does per pixel on this CPU.
 
-**End-to-end against the raw encoder**, in one run: the raw pass is `tok.encode` over the same
-batches of the same images decoded beforehand, timed between the end-to-end runs; every
+**End-to-end against the raw encoder**, in one run: two raw passes of `tok.encode` over the same
+batches of the same images decoded beforehand, timed between the end-to-end runs: one batch at a
+time on every torch thread (what a user's loop does), and {encoders} batches at once on single-threaded
+threads (how `fsqtok tokenize` runs its encoders on a CPU, `fsqtok.shards.encoders`); every
 configuration runs {a.repeat} times and the best run counts (other jobs on the machine only add time).
-"Pipeline" time runs from the first batch to the last shard written (decode in workers, encode,
-Parquet + sha256 in a background thread); "incl. start-up" adds loading the tokenizer, listing
-the files and the manifest.
+"Pipeline" time runs from the first batch to the last shard written (decode in workers or in the
+main thread, encode, Parquet + sha256 in a background thread); "incl. start-up" adds loading the
+tokenizer, listing the files and the manifest. "Time in `encode`" is the encoders' busy share.
 
 | path | samples/s | tokens/s | of raw `tok.encode` | of raw, {encoders} at once | time in `encode` | samples/s incl. start-up |
 |---|---:|---:|---:|---:|---:|---:|
@@ -282,13 +285,15 @@ Target >= 90% of raw forward throughput:
 {verdict}
 
 Per sample, decoding a PNG (what a worker does: read, convert, check) costs {decode_ms:.2f} ms of
-CPU and writing it to Parquet with its checksum {write_ms:.3f} ms. With no spare core (all
-{cores} are used by the encoder) that work cannot hide: it takes its share of the same cores,
-which gives the cap above even with perfect overlap, and a preempted encoder thread also stalls
-its partners at the next barrier (the rest of the gap). The cheaper the encoder per sample, the
-larger that share: the tiny model is the worst case. With a GPU the encoder leaves the CPU to
-the decode workers, and the "time in `encode`" column (how busy the encoder is kept) is the
-figure that carries over.
+CPU and writing it to Parquet with its checksum {write_ms:.3f} ms. With no spare core that work
+takes its share of the cores the encoders use, which gives the cap above even with perfect overlap.
+The encoders are single-threaded and independent, so decoding that preempts one delays only that
+batch; one encoder spread over every torch thread instead stalls at every operator's barrier
+while one of its threads waits for a core (on this shared machine that costs 2-10x). The price of
+single-threaded encoders is cache: {encoders} batches in flight hold {encoders}x the activations; at this batch
+size the raw pass {encoders} at once runs at {at_once} of the speed of one at a time.
+With a GPU the encoder leaves the CPU to the decode workers, and the "time in `encode`" column is
+the figure that carries over.
 """
     if scaling:
         one = scaling[0][2]

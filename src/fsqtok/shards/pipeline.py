@@ -7,7 +7,7 @@ Shard ``i`` holds ``keys[i*shard_size:(i+1)*shard_size]`` of the source's key li
 paths, or dataset row order); rank ``r`` of ``N`` writes the shards with ``i % N == r``; rank 0
 writes ``manifest.json`` after a barrier. Batches never cross a shard boundary and rows are
 sorted by key, so a shard's bytes do not depend on which rank wrote it, on the number of
-decode workers or on whether the run was resumed. Running the same job again resumes: shards
+decode workers or encoders or on whether the run was resumed. Running the same job again resumes: shards
 whose Parquet file matches its sidecar's sha256 are kept, any other (partial, or changed since
 it was written) is written again. A different tokenizer, source or selection (preprocessing,
 shard size, batch size) is refused unless ``overwrite``; ``overwrite`` checks everything before
