@@ -5,11 +5,11 @@
 2. scaling from 1 to 2 processes (`accelerate launch --multi_gpu`, CPU/gloo);
 3. ShardDataset / ShardStream read throughput against a plain numpy memmap of the same tokens.
 
-    .venv/bin/python benchmarks/bench_shards.py [--n 1024] [--size 64] [--batch-size 32] [--no-write]
+    .venv/bin/python benchmarks/bench_shards.py [--quick] [--n 1024] [--size 64] [--batch-size 32] [--no-write]
 
 Writes its figures into BENCHMARKS.md (between the bench_shards markers).
 
-Length: about 320 lines, over the ~300 guideline: a third is the prose of its BENCHMARKS.md section.
+Length: about 350 lines, over the ~300 guideline: a third is the prose of its BENCHMARKS.md section.
 """
 
 from __future__ import annotations
