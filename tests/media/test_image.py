@@ -146,3 +146,55 @@ def test_grey_tensor_writes_a_grey_png(tmp_path):
     media.write_image(tmp_path / "g.png", x)
     assert Image.open(tmp_path / "g.png").mode == "L"
     assert (read_image(tmp_path / "g.png", channels=1) - x).abs().max() <= 0.5 / 127.5 + 1e-6
+
+
+def _old_decoder(arr: np.ndarray, channels: int) -> torch.Tensor:
+    """The floats every 8-bit image had before the table look-up: scale to [0, 1], luma or repeat, map to [-1, 1]."""
+    unit = arr.reshape(*arr.shape[:2], -1).astype(np.float32) / np.float32(255)
+    if channels == 1 and unit.shape[-1] == 3:
+        unit = unit @ np.array(media.image.LUMA, dtype=np.float32)[:, None]
+    elif channels == 3 and unit.shape[-1] == 1:
+        unit = np.repeat(unit, 3, axis=-1)
+    return torch.from_numpy(np.ascontiguousarray(unit)).permute(2, 0, 1).mul(2.0).sub(1.0).clamp(-1.0, 1.0)
+
+
+@pytest.mark.parametrize("mode,channels", [("L", 1), ("L", 3), ("RGB", 3), ("RGB", 1), ("P", 3), ("P", 1)])
+def test_8bit_images_decode_to_the_floats_they_always_had(mode, channels):
+    """The table look-up of 8-bit pixels gives, bit for bit, the floats of the arithmetic it replaced,
+    for every value 0..255, grey, RGB and palette files, as grey or RGB."""
+    every = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    if mode == "L":
+        im, pixels = Image.fromarray(every), every
+    elif mode == "RGB":
+        pixels = np.stack([every, every.T, 255 - every], -1)
+        im = Image.fromarray(pixels)
+    else:
+        im = Image.fromarray(every, mode="P")
+        palette = np.random.default_rng(0).integers(0, 256, (256, 3), dtype=np.uint8)
+        im.putpalette(palette.reshape(-1).tolist())
+        pixels = palette[every]
+    x = decode_image_bytes(_png_bytes(im), channels=channels)
+    assert x.dtype == torch.float32 and x.shape == (channels, 16, 16)
+    assert torch.equal(x, _old_decoder(pixels, channels))
+
+
+def test_real_pngs_decode_to_the_floats_they_always_had(tmp_path):
+    """The sample PNGs of the tests and benchmarks (written by write_image), read as files."""
+    from fsqtok.datasets.samples import sample_images
+
+    for i, img in enumerate(sample_images(4, 64, seed=0)):
+        media.write_image(tmp_path / f"{i}.png", torch.as_tensor(img))
+        rgb = np.asarray(Image.open(tmp_path / f"{i}.png").convert("RGB"))
+        for channels in (1, 3):
+            assert torch.equal(read_image(tmp_path / f"{i}.png", channels=channels), _old_decoder(rgb, channels))
+
+
+def test_8bit_table_follows_exif_orientation(tmp_path):
+    """A rotated 8-bit file takes the table path from a non-contiguous view: the same floats as the
+    rotated pixels through the old arithmetic."""
+    rgb = np.random.default_rng(1).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(tmp_path / "r.png", exif=exif)
+    shown = np.asarray(ImageOps.exif_transpose(Image.open(tmp_path / "r.png")))
+    assert torch.equal(read_image(tmp_path / "r.png"), _old_decoder(shown, 3))

@@ -15,15 +15,20 @@ NUM_IMAGES = 14
 
 
 @contextlib.contextmanager
-def one_torch_thread():
-    """One intra-op thread: on a busy 2-core machine a 2-thread encoder stalls ~100x whenever one of
-    its threads is preempted; these tests check bytes and indices, which do not depend on threads."""
+def torch_threads(n: int):
+    """``n`` torch intra-op threads inside the block."""
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def one_torch_thread():
+    """One intra-op thread: on a busy 2-core machine a 2-thread encoder stalls ~100x whenever one of
+    its threads is preempted; these tests check bytes and indices, which do not depend on threads."""
+    return torch_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -14,7 +14,7 @@ from fsqtok.files import temporary_path
 from fsqtok.media import read_image
 from fsqtok.shards import ShardDataset, read_manifest, token_dtype, verify
 from fsqtok.shards.verify import main as verify_main
-from fsqtok.shards import pipeline
+from fsqtok.shards import encoders, pipeline
 from fsqtok.shards.cli import main
 from fsqtok.shards import writer
 
@@ -216,7 +216,7 @@ def test_out_of_range_tokens_fail_their_sample_never_wrap():
     x = torch.tensor([1.0, -1.0]).view(2, 1, 1, 1).expand(2, 3, 4, 4)
     batch = {"items": [{"key": k, "error": None, "label": None, "meta": {}} for k in ("a", "b")],
              "groups": [([0, 1], x)]}
-    rows, failures = pipeline.encode_batch(Wrapping(), batch, torch.device("cpu"), token_dtype(1000),
+    rows, failures = encoders.encode_batch(Wrapping(), batch, torch.device("cpu"), token_dtype(1000),
                                            {"encode_s": 0.0, "encoded": 0})
     assert [r["key"] for r in rows] == ["b"] and rows[0]["tokens"].tolist() == [[7, 7], [7, 7]]
     assert failures == [{"key": "a", "reason": "a: token 66036 outside [0, 1000) (non-finite latents or weights?)"}]

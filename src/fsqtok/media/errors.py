@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import stat
 from pathlib import Path
 from typing import Iterator
+
+
+_MISSING = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # what Path.exists() reports as absent
 
 
 class MediaError(ValueError):
@@ -35,20 +40,29 @@ def media_errors(path: str | Path, what: str, write: bool = False) -> Iterator[N
 
 
 def check_readable(path: str | Path) -> Path:
-    """The path, if it names a non-empty file; else a :class:`MediaError`."""
-    p = Path(path)
-    if not p.exists():
-        raise MediaError(f"{p.name}: no such file ({p})")
-    if not p.is_file():
+    """The path, if it names a non-empty file; else a :class:`MediaError` (one ``stat`` call)."""
+    p = as_path(path)
+    try:
+        st = p.stat()
+    except OSError as e:
+        if e.errno not in _MISSING:
+            raise
+        raise MediaError(f"{p.name}: no such file ({p})") from None
+    if not stat.S_ISREG(st.st_mode):
         raise MediaError(f"{p.name}: not a file ({p})")
-    if p.stat().st_size == 0:
+    if st.st_size == 0:
         raise MediaError(f"{p.name}: empty file ({p})")
     return p
 
 
+def as_path(path: str | Path) -> Path:
+    """``path`` as a :class:`~pathlib.Path`, without building a new one for a ``Path`` (a per-file cost)."""
+    return path if isinstance(path, Path) else Path(path)
+
+
 def check_extension(path: str | Path, allowed: dict[str, str], kind: str) -> str:
     """The lower-case extension of ``path`` if it is one of ``allowed`` (for ``kind``); else a :class:`MediaError`."""
-    ext = Path(path).suffix.lower()
+    ext = as_path(path).suffix.lower()
     if ext not in allowed:
         raise MediaError(
             f"{Path(path).name}: unsupported {kind} format {ext or '(no extension)'}; "

@@ -35,9 +35,9 @@ def group_batch(items: list[dict[str, Any]]) -> dict[str, Any]:
 def worker_init(_: int, niceness: int = 0) -> None:
     """DataLoader worker set-up: one torch thread; ``niceness`` > 0 lowers the worker's CPU priority.
 
-    On a CPU-only run the encoder's threads and the decode workers share the cores; an encoder
-    thread preempted by a worker stalls the others at the next barrier, so there workers run
-    niced and decode in the time the encoder leaves.
+    On a CPU-only run the encoders and the decode workers share the cores, so there workers run
+    niced and decode in the time the encoders leave (an encoder on several threads, ``--encoders``
+    below the thread count, also stalls at its next barrier while one of its threads is preempted).
     """
     torch.set_num_threads(1)
     if niceness:

@@ -1,7 +1,7 @@
 """``fsqtok tokenize`` / ``scripts/tokenize_dataset.py``: a thin command line over :func:`~fsqtok.shards.tokenize`.
 
     fsqtok tokenize --tokenizer T --data SOURCE --output OUT [--batch-size 32] [--shard-size 1000]
-                    [--num-workers 2] [--size S] [--clip-seconds S] [--num-frames N] [--fps F]
+                    [--num-workers 2] [--encoders N] [--size S] [--clip-seconds S] [--num-frames N] [--fps F]
                     [--labels folder|FILE] [--data-format auto|files|disk|parquet|arrow|imagefolder|
                     audiofolder|hub] [--streaming] [--column C] [--label-column C] [--split S]
                     [--dataset-config NAME] [--cache-dir DIR] [--device D] [--overwrite] [--quiet] [--debug]
@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=32, help="samples per encoder call (default 32)")
     p.add_argument("--shard-size", type=int, default=1000, help="samples per shard (default 1000)")
     p.add_argument("--num-workers", type=int, default=2, help="DataLoader decode workers (default 2; 0 = in-process)")
+    p.add_argument("--encoders", type=int, default=None,
+                   help="CPU: batches encoded at once, each in its own thread with an equal share of the torch "
+                        "threads (default: one per torch thread, the fastest; 1 holds one batch's activations)")
     p.add_argument("--device", default=None, help="torch device (default: accelerate's device for this process)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output instead of resuming")
     p.add_argument("--quiet", action="store_true", help="no summary line")

@@ -29,6 +29,7 @@ class TokenizeJob:
     batch_size: int = 32
     shard_size: int = 1000
     num_workers: int = 2
+    encoders: int | None = None  # CPU: batches encoded at once (default: one per torch thread)
     device: str | None = None  # default: accelerate's device for this process
     overwrite: bool = False
     data_format: str = "auto"
@@ -54,6 +55,8 @@ class TokenizeJob:
                 raise JobError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")
         if self.num_workers < 0:
             raise JobError(f"--num-workers must be >= 0, got {self.num_workers}")
+        if self.encoders is not None and self.encoders < 1:
+            raise JobError(f"--encoders must be >= 1, got {self.encoders}")
         for name in ("size", "num_frames"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise JobError(f"{flag(name)} must be >= 1, got {getattr(self, name)}")

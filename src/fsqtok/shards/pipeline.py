@@ -7,7 +7,7 @@ Shard ``i`` holds ``keys[i*shard_size:(i+1)*shard_size]`` of the source's key li
 paths, or dataset row order); rank ``r`` of ``N`` writes the shards with ``i % N == r``; rank 0
 writes ``manifest.json`` after a barrier. Batches never cross a shard boundary and rows are
 sorted by key, so a shard's bytes do not depend on which rank wrote it, on the number of
-decode workers or on whether the run was resumed. Running the same job again resumes: shards
+decode workers or encoders or on whether the run was resumed. Running the same job again resumes: shards
 whose Parquet file matches its sidecar's sha256 are kept, any other (partial, or changed since
 it was written) is written again. A different tokenizer, source or selection (preprocessing,
 shard size, batch size) is refused unless ``overwrite``; ``overwrite`` checks everything before
@@ -16,9 +16,11 @@ it deletes anything.
 Sources and preprocessing: :mod:`fsqtok.data` (the same :class:`~fsqtok.data.Preprocess` as
 training). Images and videos are read with the tokenizer's input channels (1 or 3). A token
 outside ``[0, codebook_size)`` is never written: that sample is listed as failed. Decoding runs
-in ``num_workers`` DataLoader worker processes; Parquet writing and checksums run in a
-background thread; the encoder runs in the main process. On CPU denormal floats are flushed to
-zero while encoding (silence and zero padding otherwise slow the audio encoder ~50x).
+in ``num_workers`` DataLoader worker processes (or, with none, in the calling thread); the encoders
+run in threads of the main process (:mod:`fsqtok.shards.encoders`: on a CPU one single-threaded
+encoder per torch thread unless ``encoders`` says otherwise), with denormal floats flushed to zero
+on a CPU (silence and zero padding otherwise slow the audio encoder ~50x); Parquet writing and
+checksums run in a background thread.
 """
 
 from __future__ import annotations
@@ -35,54 +37,12 @@ import torch
 
 from ..data.preprocess import DataError
 from .batches import map_batches, stream_batches
-from .job import TokenizeJob, load_tokenizer, open_source, preprocess_for
+from .encoders import encode_in_order
+from .job import JobError, TokenizeJob, load_tokenizer, open_source, preprocess_for
 from .manifest import (build_manifest, check_output, check_reusable, prepare_output, run_record, tokenizer_identity,
                        write_manifest)
 from ..files import temporary_path
 from .writer import DATA_DIR, META_DIR, complete_shards, shard_paths, token_dtype, write_shard
-
-
-def encode_batch(tok: Any, batch: dict[str, Any], device: torch.device, dtype: np.dtype,
-                 stats: dict[str, float]) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """Encode one batch (stacked groups of equal shape); returns rows and failures.
-
-    A group that fails is retried one sample at a time to isolate the bad one. Tokens outside
-    ``[0, codebook_size)`` (e.g. from NaN weights) fail their sample and are never cast.
-    """
-    items = batch["items"]
-    failures = [{"key": it["key"], "reason": it["error"]} for it in items if it["error"] is not None]
-    rows = []
-    for positions, x in batch["groups"]:
-        try:
-            encoded = list(zip(positions, _encode(tok, x, device, stats)))
-        except (RuntimeError, ValueError):
-            encoded = []
-            for j, pos in enumerate(positions):
-                try:
-                    encoded.append((pos, _encode(tok, x[j:j + 1], device, stats)[0]))
-                except (RuntimeError, ValueError) as e:
-                    key = items[pos]["key"]
-                    failures.append({"key": key, "reason": f"{key}: encode failed: {' '.join(str(e).split())}"})
-        for pos, tokens in encoded:
-            it = items[pos]
-            lo, hi = (int(tokens.min()), int(tokens.max())) if tokens.size else (0, 0)
-            if lo < 0 or hi >= tok.codebook_size:
-                bad = lo if lo < 0 else hi
-                failures.append({"key": it["key"], "reason": f"{it['key']}: token {bad} outside "
-                                 f"[0, {tok.codebook_size}) (non-finite latents or weights?)"})
-                continue
-            rows.append({"key": it["key"], "tokens": tokens.astype(dtype), "label": it["label"], **it["meta"]})
-    return rows, failures
-
-
-def _encode(tok: Any, x: torch.Tensor, device: torch.device, stats: dict[str, float]) -> np.ndarray:
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        idx = tok.encode(x.to(device, non_blocking=True))
-    out = idx.cpu().numpy()
-    stats["encode_s"] += time.perf_counter() - t0
-    stats["encoded"] += x.shape[0]
-    return out
 
 
 class _Wanted:
@@ -118,9 +78,10 @@ def _process_state(job: TokenizeJob) -> Any:
 
 
 def _write_batches(batches: Any, tok: Any, out: Path, dtype: np.dtype, device: torch.device,
-                   stats: dict[str, float]) -> dict[str, int]:
-    """Encode ``(shard, batch)`` pairs (in shard order) and write each shard once its last batch is in;
-    Parquet writing overlaps the next shard's encoding. Returns the shards, rows and tokens written."""
+                   encoders: int | None, stats: dict[str, float]) -> dict[str, int]:
+    """Encode ``(shard, batch)`` pairs (in shard order, :func:`encode_in_order`) and write each shard
+    once its last batch is in; Parquet writing overlaps the encoding of the next shards. Returns the
+    shards, rows and tokens written; adds the encoders' time and samples to ``stats``."""
     pool = ThreadPoolExecutor(1)
     futures = []
     counts = {"shards_written": 0, "rows_written": 0, "tokens_written": 0}
@@ -135,26 +96,26 @@ def _write_batches(batches: Any, tok: Any, out: Path, dtype: np.dtype, device: t
         counts["shards_written"] += 1
 
     current, rows, failures = None, [], []
-    flush_denormal = device.type == "cpu" and torch.set_flush_denormal(True)
+    encoded = encode_in_order(batches, tok, device, dtype, encoders)
     try:
-        for shard, batch in batches:
+        for shard, r, f, batch_stats in encoded:
             if current is not None and shard != current:
                 if shard < current:
                     raise RuntimeError(f"internal: batches out of order (shard {shard} after {current})")
                 flush(current, rows, failures)
                 rows, failures = [], []
             current = shard
-            r, f = encode_batch(tok, batch, device, dtype, stats)
             rows += r
             failures += f
+            for k, v in batch_stats.items():
+                stats[k] += v
         if current is not None:
             flush(current, rows, failures)
         for fut in futures:
             fut.result()
     finally:
+        encoded.close()
         pool.shutdown(wait=True)
-        if flush_denormal:
-            torch.set_flush_denormal(False)
     return counts
 
 
@@ -191,6 +152,9 @@ def tokenize(job: TokenizeJob) -> dict[str, Any]:
     state = _process_state(job)
     rank, world = state.process_index, state.num_processes
     device = torch.device(job.device) if job.device else state.device
+    if device.type != "cpu" and (job.encoders or 1) > 1:
+        raise JobError(f"--encoders {job.encoders}: only CPU runs encode several batches at once; this one runs on "
+                       f"{device}; leave --encoders out")
     tok = load_tokenizer(job.tokenizer).to(device).eval()
     prep = preprocess_for(tok, job)
     source = open_source(job, tok.modality)
@@ -218,7 +182,7 @@ def tokenize(job: TokenizeJob) -> dict[str, Any]:
         batches = stream_batches(source, prep, wanted, size, job.batch_size, job.num_workers, device, seen)
     state.wait_for_everyone()
     t_start = time.perf_counter()
-    counts = _write_batches(batches, tok, out, dtype, device, stats)
+    counts = _write_batches(batches, tok, out, dtype, device, job.encoders, stats)
     if source.keys is None:
         n = seen.get("rows", 0)
         if n == 0:
