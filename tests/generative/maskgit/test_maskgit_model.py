@@ -159,11 +159,19 @@ def test_generate_is_reproducible_with_a_generator():
 
 def test_generate_commits_on_schedule_and_never_changes_a_committed_position(monkeypatch):
     m, steps, n = model(), 7, SMALL.num_tokens
-    inputs = []
+    inputs, kept = [], []
     features = m.features
-    monkeypatch.setattr(m, "features", lambda tokens, labels: (inputs.append(tokens.clone()), features(tokens, labels))[1])
+
+    def spy(tokens, labels, keep):
+        inputs.append(tokens.clone())
+        kept.append(keep.clone())
+        return features(tokens, labels, keep)
+
+    monkeypatch.setattr(m, "features", spy)
     out = m.generate(torch.tensor([0, 1, 2, 1]), steps=steps, noise=4.5, generator=gen(3)).flatten(1)
     assert len(inputs) == steps
+    for x, keep in zip(inputs, kept):  # the model is asked for the masked positions' features, and only those
+        assert torch.equal(keep, (x == m.mask_id).nonzero()[:, 1].view(len(x), -1))
     states = [*inputs, out]
     for t, x in enumerate(states):
         expected = n if t == 0 else math.floor(n * math.cos(math.pi / 2 * t / steps))
@@ -183,7 +191,8 @@ def test_confidence_is_the_sampled_log_probability_plus_annealed_gumbel_noise(mo
         m.head.weight.mul_(40)
     inputs = []
     features = m.features
-    monkeypatch.setattr(m, "features", lambda tokens, lab: (inputs.append(tokens.clone()), features(tokens, lab))[1])
+    monkeypatch.setattr(m, "features", lambda tokens, lab, keep=None: (inputs.append(tokens.clone()),
+                                                                        features(tokens, lab, keep))[1])
     m.generate(labels, steps=2, temperature=temperature, noise=noise, generator=gen(5))
     g = gen(5)
     logits = m(torch.full((3, 3, 4), m.mask_id), labels) / temperature
