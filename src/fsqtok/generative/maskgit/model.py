@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ...hub import HubMixin
 from ...configs import ModelConfig
-from ..transformer import Transformer, transformer_flops
+from ..transformer import Transformer, packed_weights, transformer_flops
 
 
 @dataclass(frozen=True)
@@ -246,9 +246,10 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
         keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
         cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
-        for t in range(steps):
-            keep = self._decode_step(tokens, keep, cond, t / steps, (t + 1) / steps, temperature, noise, guidance,
-                                     generator)
+        with packed_weights(self.transformer, rows=len(cond) * (n + 1)):
+            for t in range(steps):
+                keep = self._decode_step(tokens, keep, cond, t / steps, (t + 1) / steps, temperature, noise,
+                                         guidance, generator)
         return tokens.view(b, *self.config.grid)
 
     def _decode_step(self, tokens: Tensor, keep: Tensor, cond: Tensor, r: float, r_next: float, temperature: float,
