@@ -220,6 +220,46 @@ def test_guidance_zero_is_unguided_and_guidance_mixes_null_logits():
     assert torch.equal(m.generate(labels, steps=1, temperature=0.0), l_c.argmax(-1).view(6, 3, 4))
 
 
+def reference_generate(m: MaskGIT, labels, steps, temperature, noise, guidance, generator) -> torch.Tensor:
+    """The documented algorithm, written plainly: full-sequence logits through the training path (autograd on)."""
+    from fsqtok.generative.maskgit.model import gumbel
+
+    b, n, cpu = len(labels), m.config.num_tokens, torch.device("cpu")
+    tokens = torch.full((b, *m.config.grid), m.mask_id)
+    cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, m.null_class)])
+    for t in range(steps):
+        masked = (tokens == m.mask_id).flatten(1)
+        with torch.enable_grad():
+            logits = m(tokens if guidance == 0 else tokens.repeat(2, 1, 1), cond).detach().flatten(1, -2)
+        if guidance:
+            logits = logits[:b] + guidance * (logits[:b] - logits[b:])
+        g = gumbel(logits.shape, generator, cpu)
+        logits = logits / temperature if temperature > 0 else logits
+        sampled = (logits + g).argmax(-1) if temperature > 0 else logits.argmax(-1)
+        score = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
+        score = (score + noise * (1 - (t + 1) / steps) * gumbel((b, n), generator, cpu)).masked_fill(~masked, math.inf)
+        flat = torch.where(masked, sampled, tokens.flatten(1))
+        flat.scatter_(1, score.topk(math.floor(n * float(gamma((t + 1) / steps))), 1, largest=False).indices, m.mask_id)
+        tokens = flat.view_as(tokens)
+    return tokens
+
+
+@pytest.mark.parametrize("steps,temperature,noise,guidance", [(12, 1.0, 4.5, 0.0), (5, 0.0, 4.5, 0.0),
+                                                               (6, 2.0, 1.0, 2.0), (30, 0.5, 0.0, 0.0)])
+def test_generate_samples_the_tokens_of_the_plain_full_sequence_algorithm(steps, temperature, noise, guidance):
+    """The fast path (masked rows only, the inference fast path of the body) picks the same tokens and draws the
+    same noise: the generator ends in the same state (30 steps over 12 positions: steps with nothing masked)."""
+    m, labels = model(dataclasses.replace(SMALL, codebook_size=64)), torch.tensor([0, 1, 2, 0, 1, 2, 2, 1])
+    with torch.no_grad():  # confident, position-dependent predictions, as after training
+        m.head.weight.mul_(20)
+    for seed in range(3):
+        g_ref, g = gen(seed), gen(seed)
+        ref = reference_generate(m, labels, steps, temperature, noise, guidance, g_ref)
+        out = m.generate(labels, steps=steps, temperature=temperature, noise=noise, guidance=guidance, generator=g)
+        assert torch.equal(out, ref)
+        assert torch.equal(g.get_state(), g_ref.get_state())
+
+
 def test_generate_refuses_bad_settings():
     m = model()
     for kw, msg in [({"steps": 0}, "steps"), ({"temperature": -1.0}, "temperature"), ({"guidance": math.nan}, "guidance")]:

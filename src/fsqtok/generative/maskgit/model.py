@@ -246,7 +246,7 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
         keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
         cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
-        with packed_weights(self.transformer, rows=len(cond) * (n + 1)):
+        with packed_weights():
             for t in range(steps):
                 keep = self._decode_step(tokens, keep, cond, t / steps, (t + 1) / steps, temperature, noise,
                                          guidance, generator)
