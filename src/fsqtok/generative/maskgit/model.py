@@ -222,7 +222,6 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         return int(3 * batch * (body + 2 * masked * cfg.width * cfg.codebook_size))
 
     # -- sampling
-    @torch.no_grad()
     def generate(self, labels: Tensor, steps: int = 12, temperature: float = 1.0, noise: float = 4.5,
                  guidance: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """MaskGIT iterative decoding -> int64 ``(B, h, w)`` token grids, never holding the mask id.
@@ -234,6 +233,7 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         the logits are ``l_c + w * (l_c - l_u)``, ``l_u`` from the null class. Deterministic for
         a given ``generator``; uses the model as it is (call ``.eval()`` first). Every step draws
         ``(B, N, codebook_size)`` then ``(B, N)`` uniforms from ``generator``, whatever is still masked.
+        Runs under ``torch.inference_mode``; the returned grid is an ordinary tensor.
         """
         labels = self._check_labels(labels, None)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -242,15 +242,15 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
             if not (math.isfinite(v) and v >= 0):
                 self._fail(f"{name} must be a finite number >= 0, got {v!r}")
         b, n, dev = labels.shape[0], self.config.num_tokens, self.pos_emb.device
-        labels = labels.to(dev)
-        tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
-        keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
-        cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
-        with packed_weights():
+        with torch.inference_mode(), packed_weights():
+            labels = labels.to(dev)
+            tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
+            keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
+            cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
             for t in range(steps):
                 keep = self._decode_step(tokens, keep, cond, t / steps, (t + 1) / steps, temperature, noise,
                                          guidance, generator)
-        return tokens.view(b, *self.config.grid)
+        return tokens.clone().view(b, *self.config.grid)  # cloned outside inference mode: callers may write to it
 
     def _decode_step(self, tokens: Tensor, keep: Tensor, cond: Tensor, r: float, r_next: float, temperature: float,
                      noise: float, guidance: float, generator: torch.Generator | None) -> Tensor:
