@@ -248,13 +248,13 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
             keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
             cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
             for t in range(steps):
-                keep = self._decode_step(tokens, keep, cond, t / steps, (t + 1) / steps, temperature, noise,
-                                         guidance, generator)
+                keep = self._decode_step(tokens, keep, cond, (t + 1) / steps, temperature, noise, guidance, generator)
         return tokens.clone().view(b, *self.config.grid)  # cloned outside inference mode: callers may write to it
 
-    def _decode_step(self, tokens: Tensor, keep: Tensor, cond: Tensor, r: float, r_next: float, temperature: float,
+    def _decode_step(self, tokens: Tensor, keep: Tensor, cond: Tensor, r_next: float, temperature: float,
                      noise: float, guidance: float, generator: torch.Generator | None) -> Tensor:
-        """One step of :meth:`generate` at progress ``r`` -> ``r_next``, on ``tokens`` int64 ``(B, N)`` in place.
+        """One step of :meth:`generate`, to progress ``r_next = (t + 1) / steps``, on ``tokens`` int64 ``(B, N)`` in
+        place.
 
         ``keep`` int64 ``(B, m)``: the masked positions, ascending (the same count in every row); returns those
         still masked after the step. Only these ``m`` rows reach the last block's queries, the final norm, the
@@ -285,6 +285,7 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         keep = keep.gather(1, lowest.sort(dim=1).values)
         tokens.scatter_(1, keep, self.mask_id)
         return keep
+
 
 def _init_weights(m: nn.Module) -> None:
     if isinstance(m, (nn.Linear, nn.Embedding)):
