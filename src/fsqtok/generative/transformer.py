@@ -37,12 +37,14 @@ from torch import Tensor, nn
 
 @functools.cache
 def _onednn_linear() -> bool:
-    """Whether oneDNN's fused linear exists here and matches ``F.linear`` + tanh-GELU / + residual (checked once)."""
+    """Whether oneDNN's fused linear exists here and matches ``F.linear`` + tanh-GELU / + residual, with a packed
+    weight too (checked once)."""
     x = torch.linspace(-2, 2, 24).view(3, 8)  # fixed values: the global random stream is not touched
     w, b, r = torch.linspace(-1, 1, 40).view(5, 8), torch.linspace(-0.5, 0.5, 5), torch.linspace(0, 1, 15).view(3, 5)
     try:
         with torch.no_grad():
-            gelu = torch.ops.mkldnn._linear_pointwise(x, w, b, "gelu", [], "tanh")
+            gelu = torch.ops.mkldnn._linear_pointwise(x, torch.ops.mkldnn._reorder_linear_weight(w, 3), b, "gelu", [],
+                                                      "tanh")
             add = torch.ops.mkldnn._linear_pointwise.binary(x, r, w, b, "add")
             ref = F.linear(x, w, b)
             return (torch.allclose(gelu, F.gelu(ref, approximate="tanh"), atol=1e-5)
@@ -78,7 +80,7 @@ def _packed(weight: Tensor, x: Tensor) -> Tensor:
         return weight
     key = weight.data_ptr(), tuple(weight.shape), weight.stride()
     if key not in packs:  # the weight is kept with its copy, so its address cannot be reused inside
-        packs[key] = weight, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), x.numel() // x.shape[-1])
+        packs[key] = weight, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), max(1, x.numel() // x.shape[-1]))
     return packs[key][1]
 
 
