@@ -148,6 +148,7 @@ def test_generate_fills_every_position_with_a_real_id(steps, temperature):
     out = m.generate(torch.tensor([0, 1, 2, 2]), steps=steps, temperature=temperature, generator=gen(0))
     assert out.shape == (4, 3, 4) and out.dtype == torch.long
     assert int(out.min()) >= 0 and int(out.max()) < 16
+    out[0, 0, 0] = 1  # an ordinary tensor, not an inference tensor
 
 
 def test_generate_is_reproducible_with_a_generator():
@@ -159,11 +160,19 @@ def test_generate_is_reproducible_with_a_generator():
 
 def test_generate_commits_on_schedule_and_never_changes_a_committed_position(monkeypatch):
     m, steps, n = model(), 7, SMALL.num_tokens
-    inputs = []
+    inputs, kept = [], []
     features = m.features
-    monkeypatch.setattr(m, "features", lambda tokens, labels: (inputs.append(tokens.clone()), features(tokens, labels))[1])
+
+    def spy(tokens, labels, keep):
+        inputs.append(tokens.clone())
+        kept.append(keep.clone())
+        return features(tokens, labels, keep)
+
+    monkeypatch.setattr(m, "features", spy)
     out = m.generate(torch.tensor([0, 1, 2, 1]), steps=steps, noise=4.5, generator=gen(3)).flatten(1)
     assert len(inputs) == steps
+    for x, keep in zip(inputs, kept):  # the model is asked for the masked positions' features, and only those
+        assert torch.equal(keep, (x == m.mask_id).nonzero()[:, 1].view(len(x), -1))
     states = [*inputs, out]
     for t, x in enumerate(states):
         expected = n if t == 0 else math.floor(n * math.cos(math.pi / 2 * t / steps))
@@ -183,7 +192,8 @@ def test_confidence_is_the_sampled_log_probability_plus_annealed_gumbel_noise(mo
         m.head.weight.mul_(40)
     inputs = []
     features = m.features
-    monkeypatch.setattr(m, "features", lambda tokens, lab: (inputs.append(tokens.clone()), features(tokens, lab))[1])
+    monkeypatch.setattr(m, "features", lambda tokens, lab, keep=None: (inputs.append(tokens.clone()),
+                                                                        features(tokens, lab, keep))[1])
     m.generate(labels, steps=2, temperature=temperature, noise=noise, generator=gen(5))
     g = gen(5)
     logits = m(torch.full((3, 3, 4), m.mask_id), labels) / temperature
@@ -209,6 +219,46 @@ def test_guidance_zero_is_unguided_and_guidance_mixes_null_logits():
     expected = (l_c + 3.0 * (l_c - l_u)).argmax(-1).view(6, 3, 4)
     assert torch.equal(m.generate(labels, steps=1, temperature=0.0, guidance=3.0), expected)
     assert torch.equal(m.generate(labels, steps=1, temperature=0.0), l_c.argmax(-1).view(6, 3, 4))
+
+
+def reference_generate(m: MaskGIT, labels, steps, temperature, noise, guidance, generator) -> torch.Tensor:
+    """The documented algorithm, written plainly: full-sequence logits through the training path (autograd on)."""
+    from fsqtok.generative.maskgit.model import gumbel
+
+    b, n, cpu = len(labels), m.config.num_tokens, torch.device("cpu")
+    tokens = torch.full((b, *m.config.grid), m.mask_id)
+    cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, m.null_class)])
+    for t in range(steps):
+        masked = (tokens == m.mask_id).flatten(1)
+        with torch.enable_grad():
+            logits = m(tokens if guidance == 0 else tokens.repeat(2, 1, 1), cond).detach().flatten(1, -2)
+        if guidance:
+            logits = logits[:b] + guidance * (logits[:b] - logits[b:])
+        g = gumbel(logits.shape, generator, cpu)
+        logits = logits / temperature if temperature > 0 else logits
+        sampled = (logits + g).argmax(-1) if temperature > 0 else logits.argmax(-1)
+        score = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
+        score = (score + noise * (1 - (t + 1) / steps) * gumbel((b, n), generator, cpu)).masked_fill(~masked, math.inf)
+        flat = torch.where(masked, sampled, tokens.flatten(1))
+        flat.scatter_(1, score.topk(math.floor(n * float(gamma((t + 1) / steps))), 1, largest=False).indices, m.mask_id)
+        tokens = flat.view_as(tokens)
+    return tokens
+
+
+@pytest.mark.parametrize("steps,temperature,noise,guidance", [(12, 1.0, 4.5, 0.0), (5, 0.0, 4.5, 0.0),
+                                                               (6, 2.0, 1.0, 2.0), (30, 0.5, 0.0, 0.0)])
+def test_generate_samples_the_tokens_of_the_plain_full_sequence_algorithm(steps, temperature, noise, guidance):
+    """The fast path (masked rows only, the inference fast path of the body) picks the same tokens and draws the
+    same noise: the generator ends in the same state (30 steps over 12 positions: steps with nothing masked)."""
+    m, labels = model(dataclasses.replace(SMALL, codebook_size=64)), torch.tensor([0, 1, 2, 0, 1, 2, 2, 1])
+    with torch.no_grad():  # confident, position-dependent predictions, as after training
+        m.head.weight.mul_(20)
+    for seed in range(3):
+        g_ref, g = gen(seed), gen(seed)
+        ref = reference_generate(m, labels, steps, temperature, noise, guidance, g_ref)
+        out = m.generate(labels, steps=steps, temperature=temperature, noise=noise, guidance=guidance, generator=g)
+        assert torch.equal(out, ref)
+        assert torch.equal(g.get_state(), g_ref.get_state())
 
 
 def test_generate_refuses_bad_settings():

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ...hub import HubMixin
 from ...configs import ModelConfig
-from ..transformer import Transformer, transformer_flops
+from ..transformer import Transformer, packed_weights, transformer_flops
 
 
 @dataclass(frozen=True)
@@ -90,10 +90,17 @@ def random_mask(r: Tensor, n: int, generator: torch.Generator | None = None) -> 
     return ranks < counts[:, None]
 
 
-def gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> Tensor:
-    """Standard Gumbel noise ``-log(-log U)``, drawn from ``generator`` (float32)."""
+def gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+           keep: Tensor | None = None) -> Tensor:
+    """Standard Gumbel noise ``-log(-log U)``, ``U`` of ``shape`` drawn from ``generator`` (float32).
+
+    With ``keep`` int64 ``(B, m)``, the rows ``keep`` of dim 1 only, ``(B, m, *shape[2:])``, out of the same full
+    draw (so the generator advances as it does without ``keep``).
+    """
     u = torch.rand(shape, generator=generator, device=_rng_device(generator, device)).to(device)
-    return -torch.log(-torch.log(u.clamp_(1e-20, 1.0 - 1e-7)))
+    if keep is not None:
+        u = u.gather(1, keep.view(*keep.shape, *[1] * (u.ndim - 2)).expand(*keep.shape, *u.shape[2:]))
+    return u.clamp_(1e-20, 1.0 - 1e-7).log_().neg_().log_().neg_()
 
 
 def _rng_device(generator: torch.Generator | None, device: torch.device) -> torch.device:
@@ -162,10 +169,13 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         return labels.long()
 
     # -- network
-    def features(self, tokens: Tensor, labels: Tensor) -> Tensor:
-        """``tokens`` int64 ``(B, N)`` (mask id allowed), ``labels`` ``(B,)`` (null allowed) -> ``(B, N, width)``."""
+    def features(self, tokens: Tensor, labels: Tensor, keep: Tensor | None = None) -> Tensor:
+        """``tokens`` int64 ``(B, N)`` (mask id allowed), ``labels`` ``(B,)`` (null allowed) -> ``(B, N, width)``,
+        or ``(B, m, width)`` at the positions ``keep`` (int64 ``(B, m)``) only."""
         x = torch.cat([self.class_emb(labels)[:, None], self.token_emb(tokens)], dim=1) + self.pos_emb
-        return self.transformer(self.drop(x))[:, 1:]
+        if keep is None:
+            return self.transformer(self.drop(x))[:, 1:]
+        return self.transformer(self.drop(x), keep=keep + 1)  # + 1: the class token comes first
 
     def forward(self, tokens: Tensor, labels: Tensor) -> Tensor:
         """Logits over the real ids: ``(B, h, w)`` tokens (mask id allowed), ``(B,)`` labels -> ``(B, N, codebook_size)``."""
@@ -212,7 +222,6 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         return int(3 * batch * (body + 2 * masked * cfg.width * cfg.codebook_size))
 
     # -- sampling
-    @torch.no_grad()
     def generate(self, labels: Tensor, steps: int = 12, temperature: float = 1.0, noise: float = 4.5,
                  guidance: float = 0.0, generator: torch.Generator | None = None) -> Tensor:
         """MaskGIT iterative decoding -> int64 ``(B, h, w)`` token grids, never holding the mask id.
@@ -222,7 +231,9 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
         ``noise * (1 - (t + 1) / steps)``, and commits all but the ``floor(N * gamma((t + 1) / steps))``
         lowest-scoring masked positions. Committed positions never change. With ``guidance = w > 0``
         the logits are ``l_c + w * (l_c - l_u)``, ``l_u`` from the null class. Deterministic for
-        a given ``generator``; uses the model as it is (call ``.eval()`` first).
+        a given ``generator``; uses the model as it is (call ``.eval()`` first). Every step draws
+        ``(B, N, codebook_size)`` then ``(B, N)`` uniforms from ``generator``, whatever is still masked.
+        Runs under ``torch.inference_mode``; the returned grid is an ordinary tensor.
         """
         labels = self._check_labels(labels, None)
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
@@ -231,32 +242,49 @@ class MaskGIT(nn.Module, HubMixin, tags=["maskgit", "image-generation"]):
             if not (math.isfinite(v) and v >= 0):
                 self._fail(f"{name} must be a finite number >= 0, got {v!r}")
         b, n, dev = labels.shape[0], self.config.num_tokens, self.pos_emb.device
-        labels = labels.to(dev)
-        tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
-        cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
-        for t in range(steps):
-            masked = tokens == self.mask_id
-            inputs = tokens if guidance == 0 else tokens.repeat(2, 1)
-            logits = self.head(self.features(inputs, cond)).float()
+        with torch.inference_mode(), packed_weights():
+            labels = labels.to(dev)
+            tokens = torch.full((b, n), self.mask_id, dtype=torch.long, device=dev)
+            keep = torch.arange(n, device=dev).repeat(b, 1)  # the masked positions, ascending: all of them
+            cond = labels if guidance == 0 else torch.cat([labels, torch.full_like(labels, self.null_class)])
+            for t in range(steps):
+                keep = self._decode_step(tokens, keep, cond, (t + 1) / steps, temperature, noise, guidance, generator)
+        return tokens.clone().view(b, *self.config.grid)  # cloned outside inference mode: callers may write to it
+
+    def _decode_step(self, tokens: Tensor, keep: Tensor, cond: Tensor, r_next: float, temperature: float,
+                     noise: float, guidance: float, generator: torch.Generator | None) -> Tensor:
+        """One step of :meth:`generate`, to progress ``r_next = (t + 1) / steps``, on ``tokens`` int64 ``(B, N)`` in
+        place.
+
+        ``keep`` int64 ``(B, m)``: the masked positions, ascending (the same count in every row); returns those
+        still masked after the step. Only these ``m`` rows reach the last block's queries, the final norm, the
+        head and the sampling ops: the others' logits are never used. The noise is drawn for all ``N``.
+        """
+        (b, n), m = tokens.shape, keep.shape[1]
+        if m:
+            inputs, rows = (tokens, keep) if guidance == 0 else (tokens.repeat(2, 1), keep.repeat(2, 1))
+            logits = self.head(self.features(inputs, cond, keep=rows)).float()  # (B or 2B, m, K)
             if guidance:
                 l_c, l_u = logits.chunk(2)
                 logits = l_c + guidance * (l_c - l_u)
-            g = gumbel(logits.shape, generator, dev)
-            if temperature > 0:
+        g = gumbel((b, n, self.config.codebook_size), generator, tokens.device, keep)
+        g_score = gumbel((b, n), generator, tokens.device, keep)
+        if m == 0:
+            return keep
+        if temperature > 0:
+            if temperature != 1:  # x / 1 == x exactly: skipped
                 logits = logits / temperature
-                sampled = (logits + g).argmax(-1)  # Gumbel-max: a draw from softmax(logits / temperature)
-            else:
-                sampled = logits.argmax(-1)
-            logp = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
-            scale = noise * (1.0 - (t + 1) / steps)
-            score = logp + scale * gumbel((b, n), generator, dev)
-            score = score.masked_fill(~masked, math.inf)  # committed positions are never re-masked
-            keep_masked = int(math.floor(n * float(gamma((t + 1) / steps))))
-            tokens = torch.where(masked, sampled, tokens)
-            if keep_masked > 0:
-                lowest = score.topk(keep_masked, dim=1, largest=False).indices
-                tokens.scatter_(1, lowest, self.mask_id)
-        return tokens.view(b, *self.config.grid)
+            sampled = g.add_(logits).argmax(-1)  # Gumbel-max: a draw from softmax(logits / temperature)
+        else:
+            sampled = logits.argmax(-1)
+        logp = logits.log_softmax(-1).gather(-1, sampled[..., None])[..., 0]
+        score = logp + noise * (1.0 - r_next) * g_score
+        tokens.scatter_(1, keep, sampled)
+        keep_masked = int(math.floor(n * float(gamma(r_next))))
+        lowest = score.topk(keep_masked, dim=1, largest=False).indices  # (B, keep_masked), into keep
+        keep = keep.gather(1, lowest.sort(dim=1).values)
+        tokens.scatter_(1, keep, self.mask_id)
+        return keep
 
 
 def _init_weights(m: nn.Module) -> None:
