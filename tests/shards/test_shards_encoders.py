@@ -3,7 +3,6 @@
 import threading
 
 import numpy as np
-import pytest
 import torch
 
 from conftest import args_for, read_bytes, torch_threads
