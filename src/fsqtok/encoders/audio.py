@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .blocks import PaddedConv1d, PaddedConvTranspose1d, context_1d, eager_inference, residual_add
+from .blocks import eager_inference, residual_add
+from .causal import PaddedConv1d, PaddedConvTranspose1d, context_1d
 
 
 class Snake1d(nn.Module):

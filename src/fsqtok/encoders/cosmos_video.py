@@ -1,7 +1,7 @@
 """The NVIDIA Cosmos-Tokenizer factorized causal 3D video networks (discrete "DV" models).
 
 Every 3D conv is factorized into a spatial ``(1, 3, 3)`` and a temporal ``(3, 1, 1)`` causal conv
-(:class:`~fsqtok.encoders.blocks.CausalConv3d`: the first frame is repeated into the past), every
+(:class:`~fsqtok.encoders.causal.CausalConv3d`: the first frame is repeated into the past), every
 GroupNorm has one group and acts per frame, and attention is a per-frame spatial block
 (:class:`~fsqtok.encoders.video.FrameAttention`) followed by a causal temporal block. So latent
 frame ``t`` depends only on input frames up to ``tau * t``. The levels and their resampling follow
@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import CausalConv3d
+from .causal import CausalConv3d
 from .cosmos_image import mid_block, resample_steps, run_level
 from .patching import Patcher, UnPatcher
 from .video import FrameAttention, FrameGroupNorm

@@ -1,6 +1,6 @@
 """Causal 3D conv video encoder and decoder (MAGVIT-v2 / Cosmos style).
 
-Every conv is causal in time (:class:`~fsqtok.encoders.blocks.CausalConv3d`) and every
+Every conv is causal in time (:class:`~fsqtok.encoders.causal.CausalConv3d`) and every
 GroupNorm and attention acts per frame, so latent frame ``t`` depends only on input frames
 ``<= tau * t``. The first frame is encoded on its own: ``1 + k * tau`` frames become ``1 + k``
 latent frames, and a 1-frame video is an image.
@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import AttnBlock2d, CausalConv3d, group_norm, norm_silu, residual_add, time_context_3d
+from .blocks import AttnBlock2d, group_norm, norm_silu, residual_add
+from .causal import CausalConv3d, time_context_3d
 
 
 def _per_frame(fn: nn.Module, x: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 A causal :class:`~fsqtok.tokenizers.AudioTokenizer` runs its networks in fixed blocks of
 ``config.block_tokens`` tokens (``block_tokens * hop_length`` samples) with carried state (each
-causal conv keeps the left context its next block needs, :class:`fsqtok.encoders.blocks.StreamState`).
+causal conv keeps the left context its next block needs, :class:`fsqtok.encoders.causal.StreamState`).
 :meth:`AudioTokenizer.encode` and :meth:`AudioTokenizer.decode` are themselves one such stream fed
 the whole input, so every network and quantizer call has the same shapes and the same inputs
 whichever way a stream is cut: the tokens and samples are identical bit for bit, not merely close.
@@ -10,7 +10,7 @@ whichever way a stream is cut: the tokens and samples are identical bit for bit,
 scalar tails, so matching shapes is what makes the arithmetic match.)
 
 A push runs all the full blocks it completes in one call per layer, stacked along the batch axis
-(:class:`~fsqtok.encoders.blocks.StreamState` with ``blocks=n``: each conv cuts every block's window,
+(:class:`~fsqtok.encoders.causal.StreamState` with ``blocks=n``: each conv cuts every block's window,
 its left context included, from the blocks before it, and calls a kernel whose result for one batch
 element does not depend on how many are stacked). A whole pass is therefore one push of the input
 plus the flush, at near the speed of one plain call, and still the arithmetic of one block at a time.
@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..encoders.blocks import StreamState
+from ..encoders.causal import StreamState
 
 if TYPE_CHECKING:
     from .audio import AudioTokenizer

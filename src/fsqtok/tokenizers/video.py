@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..encoders.blocks import streaming
+from ..encoders.causal import streaming
 from ..encoders.video import VideoDecoder, VideoEncoder
 from .base import Tokenizer, inference
 from .config import TokenizerConfig, chunk_sizes
