@@ -196,3 +196,19 @@ def test_folders_saved_before_blocks_load_unchanged(tok, speech, tmp_path):
     loaded = load_tokenizer(tmp_path)
     assert loaded.config == tok.config and loaded.weights_hash() == tok.weights_hash()
     assert torch.equal(stream(loaded.stream_encoder(), speech, cuts(speech.shape[-1], 4, 3000)), tok.encode(speech))
+
+
+def test_blocks_stack_only_where_the_kernels_ignore_the_batch_size(speech):
+    """Off the CPU float32 kernels (here float64: PyTorch's own choice) a whole pass runs one block per call,
+    as a stream does, and stays bit-exact with it."""
+    tok64, x = make().double(), speech.double()
+    shapes = []
+    hook = tok64.encoder.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape)))
+    try:
+        idx = tok64.encode(x)
+    finally:
+        hook.remove()
+    assert shapes == [(2, 1, 4 * 320)] * 13
+    assert torch.equal(stream(tok64.stream_encoder(), x, cuts(x.shape[-1], 5, 3000)), idx)
+    y = tok64.decode(idx)
+    assert y.dtype == torch.float64 and torch.equal(stream(tok64.stream_decoder(), idx, cuts(idx.shape[-1], 6, 7)), y)

@@ -98,9 +98,10 @@ class Upsample2d(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
-def onednn_inference(x: Tensor) -> bool:
-    """Whether a conv may take the oneDNN inference path: :func:`eager_inference`, float32 on a CPU with oneDNN."""
-    return (eager_inference() and x.device.type == "cpu" and x.dtype == torch.float32
+def onednn_inference(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether convs on tensors of ``device`` and ``dtype`` may take the oneDNN inference path:
+    :func:`eager_inference`, float32 on a CPU with oneDNN."""
+    return (eager_inference() and device.type == "cpu" and dtype == torch.float32
             and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
@@ -108,4 +109,4 @@ def inference_layout(x: Tensor) -> Tensor:
     """A ``(B, C, H, W)`` map in channels-last memory for CPU inference (oneDNN's own layout: its convs,
     GroupNorm and upsampling skip a reorder, about 1.3x faster here); unchanged otherwise. Same values,
     other float32 rounding in the convs."""
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and onednn_inference(x) else x
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 and onednn_inference(x.device, x.dtype) else x

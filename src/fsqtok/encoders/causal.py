@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .blocks import onednn_inference, eager_inference
+from .blocks import eager_inference, onednn_inference
 
 
 class PaddedConv1d(nn.Conv1d):
@@ -72,7 +72,7 @@ class PaddedConv1d(nn.Conv1d):
         result for a batch element does not depend on the batch size (PyTorch's own choice does, so batch
         1 and stacked blocks would round differently): a matrix product per element for a 1x1 kernel
         (about 10x faster than oneDNN's on these shapes), oneDNN otherwise."""
-        if not onednn_inference(x):
+        if not onednn_inference(x.device, x.dtype):
             return super().forward(x)
         if self.kernel_size[0] == 1 and self.stride[0] == 1 and self.groups == 1:
             return torch.ops.aten._slow_conv2d_forward(x.unsqueeze(2), self.weight.unsqueeze(2), [1, 1], self.bias,
@@ -206,7 +206,7 @@ class CausalConv3d(nn.Conv3d):
             self._cache = x[:, :, n_out * self.time_stride :].clone()
             if n_out == 0:
                 return x.new_zeros(x.shape[0], self.out_channels, 0, *self._out_hw(x))
-        if onednn_inference(x) and not self._factorized:
+        if onednn_inference(x.device, x.dtype) and not self._factorized:
             return self._forward_mkldnn(x)
         return self._conv(F.pad(x, (*self.spatial_pad, 0, 0)))
 

@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..encoders.blocks import onednn_inference
 from ..encoders.causal import StreamState
 
 if TYPE_CHECKING:
@@ -80,9 +81,12 @@ class _Stream:
         self._buffer = buf[..., full * self._block :]
         if not full:
             return self._empty(buf.shape[0])
-        blocks = buf[..., : full * self._block].unflatten(-1, (full, self._block)).movedim(-2, 0)
-        out = self._step(blocks.flatten(0, 1), full)  # block-major (full * B', ..., n): one call for all
-        return out.unflatten(0, (full, -1)).movedim(0, -2).flatten(-2)
+        blocks = buf[..., : full * self._block].unflatten(-1, (full, self._block)).movedim(-2, 0)  # (full, B', ..., n)
+        if onednn_inference(self._device, self._tok._dtype):  # one call for all, block-major along the batch
+            out = self._step(blocks.flatten(0, 1), full).unflatten(0, (full, -1))
+        else:  # without the CPU kernels that ignore the batch size: one block per call keeps the arithmetic
+            out = torch.stack([self._step(block, 1) for block in blocks])
+        return out.movedim(0, -2).flatten(-2)
 
     def _flush_net(self) -> Tensor:
         """Run the zero-padded last block and keep the output of its real steps (``ceil`` of whole ones)."""
