@@ -14,6 +14,7 @@ A push runs all the full blocks it completes in one call per layer, stacked alon
 its left context included, from the blocks before it, and calls a kernel whose result for one batch
 element does not depend on how many are stacked). A whole pass is therefore one push of the input
 plus the flush, at near the speed of one plain call, and still the arithmetic of one block at a time.
+That holds for CPU float32 with oneDNN; elsewhere (GPU, other dtypes) blocks run one per call.
 
 The stream buffers input until a block is full: the first tokens come out once
 ``block_tokens * hop_length`` samples are in, the first samples once ``block_tokens`` tokens are
