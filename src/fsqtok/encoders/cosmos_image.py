@@ -48,6 +48,25 @@ def run_level(level: nn.Module, h: Tensor, resample: str) -> Tensor:
     return getattr(level, resample)(h) if hasattr(level, resample) else h
 
 
+def encoder_trunk(enc: nn.Module, h: Tensor) -> Tensor:
+    """A Cosmos encoder (2D or 3D) after its ``conv_in``: the down levels, the middle, then
+    ``norm_out -> SiLU -> conv_out -> quant_conv`` to the pre-FSQ latents."""
+    for level in enc.down:
+        h = run_level(level, h, "downsample")
+    h = enc.mid.block_2(enc.mid.attn_1(enc.mid.block_1(h)))
+    return enc.quant_conv(enc.conv_out(F.silu(enc.norm_out(h))))
+
+
+def decoder_trunk(dec: nn.Module, z: Tensor) -> Tensor:
+    """A Cosmos decoder (2D or 3D) up to its unpatcher: ``post_quant_conv -> conv_in``, the middle,
+    the up levels, then ``norm_out -> SiLU -> conv_out``."""
+    h = dec.conv_in(dec.post_quant_conv(z))
+    h = dec.mid.block_2(dec.mid.attn_1(dec.mid.block_1(h)))
+    for level in reversed(dec.up):
+        h = run_level(level, h, "upsample")
+    return dec.conv_out(F.silu(dec.norm_out(h)))
+
+
 class CosmosImageEncoder(nn.Module):
     """``(B, in_channels, H, W)`` -> ``(B, embedding_dim, H / s, W / s)`` (pre-FSQ latents); ``s = spatial_compression``."""
 
@@ -79,11 +98,7 @@ class CosmosImageEncoder(nn.Module):
         self.quant_conv = nn.Conv2d(z_channels, embedding_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(self.patcher(x))
-        for level in self.down:
-            h = run_level(level, h, "downsample")
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.quant_conv(self.conv_out(F.silu(self.norm_out(h))))
+        return encoder_trunk(self, self.conv_in(self.patcher(x)))
 
 
 class CosmosImageDecoder(nn.Module):
@@ -120,8 +135,4 @@ class CosmosImageDecoder(nn.Module):
         self.unpatcher = UnPatcher(patch_size, patch_method)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.conv_in(self.post_quant_conv(z))
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        for level in reversed(self.up):
-            h = run_level(level, h, "upsample")
-        return self.unpatcher(self.conv_out(F.silu(self.norm_out(h))))
+        return self.unpatcher(decoder_trunk(self, z))

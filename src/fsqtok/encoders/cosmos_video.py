@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .causal import CausalConv3d
-from .cosmos_image import mid_block, resample_steps, run_level
+from .cosmos_image import decoder_trunk, encoder_trunk, mid_block, resample_steps
 from .patching import Patcher, UnPatcher
 from .video import FrameAttention, FrameGroupNorm
 
@@ -143,11 +143,7 @@ class CosmosVideoEncoder(nn.Module):
         self.quant_conv = CausalConv3d(z_factor * z_channels, embedding_dim, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.conv_in(self.patcher3d(x))
-        for level in self.down:
-            h = run_level(level, h, "downsample")
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        return self.quant_conv(self.conv_out(F.silu(self.norm_out(h))))
+        return encoder_trunk(self, self.conv_in(self.patcher3d(x)))
 
 
 class CosmosVideoDecoder(nn.Module):
@@ -188,8 +184,4 @@ class CosmosVideoDecoder(nn.Module):
         self.unpatcher3d = UnPatcher(patch_size, patch_method, video=True)
 
     def forward(self, z: Tensor) -> Tensor:
-        h = self.conv_in(self.post_quant_conv(z))
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
-        for level in reversed(self.up):
-            h = run_level(level, h, "upsample")
-        return self.unpatcher3d(self.conv_out(F.silu(self.norm_out(h))))
+        return self.unpatcher3d(decoder_trunk(self, z))
