@@ -29,3 +29,31 @@ def reset_accelerate() -> None:
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     PartialState._reset_state()
+
+
+def tokenize_labelled_folder(tok_dir: Path, data: Path, shards: Path, capsys):
+    """``fsqtok tokenize`` of ``data`` (class sub-folders) with the tokenizer at ``tok_dir``, batches of 4;
+    the shards as a :class:`~fsqtok.shards.ShardDataset`."""
+    from fsqtok.cli import main as cli_main
+    from fsqtok.shards import ShardDataset
+
+    code = cli_main(["tokenize", "--tokenizer", str(tok_dir), "--data", str(data), "--output", str(shards),
+                     "--labels", "folder", "--batch-size", "4", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    return ShardDataset(shards)
+
+
+def train_maskgit_on(shards: Path, out: Path, capsys):
+    """Two steps of recipes/train_maskgit.py's debug config on ``shards``; the saved MaskGIT."""
+    from fsqtok.generative import MaskGIT
+
+    recipe = load_recipe("train_maskgit")
+    reset_accelerate()
+    try:
+        code = recipe.main(["--config", str(ROOT / "recipes" / "configs" / "maskgit" / "fashion_mnist_debug.yaml"),
+                            f"output_dir={out}", "max_steps=2", "data.debug_images=0", f"data.train={shards}",
+                            "log.tensorboard=false"])
+    finally:
+        reset_accelerate()
+    assert code == 0, capsys.readouterr().err
+    return MaskGIT.from_pretrained(out / "maskgit")

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from fsqtok.cli import main as cli_main
 from fsqtok.datasets.samples import sample_audio
-from fsqtok.generative import MaskGIT
 from fsqtok.media import write_audio
-from fsqtok.shards import ShardDataset
 from fsqtok.tokenizers import NemoAudioTokenizer, load_tokenizer
-from recipe_utils import ROOT, load_recipe, reset_accelerate
+from recipe_utils import ROOT, tokenize_labelled_folder, train_maskgit_on
 
 FIXTURE = ROOT / "tests" / "fixtures" / "nemo" / "lfsc_small.nemo"
 
@@ -22,24 +20,11 @@ def test_tokenize_and_train_maskgit_on_a_converted_nemo_codec(tmp_path, capsys):
         (tmp_path / "audio" / f"speaker{i % 2}").mkdir(parents=True, exist_ok=True)
         write_audio(tmp_path / "audio" / f"speaker{i % 2}" / f"{i}.wav", wav[i], 22050)
     shards = tmp_path / "shards"
-    code = cli_main(["tokenize", "--tokenizer", str(tok_dir), "--data", str(tmp_path / "audio"), "--output",
-                     str(shards), "--labels", "folder", "--batch-size", "4", "--quiet"])
-    assert code == 0, capsys.readouterr().err
-    data = ShardDataset(shards)
+    data = tokenize_labelled_folder(tok_dir, tmp_path / "audio", shards, capsys)
     tok = load_tokenizer(tok_dir)
     assert isinstance(tok, NemoAudioTokenizer) and data.array().shape == (8, 8, 11)
     assert data.manifest["tokenizer"]["weights_sha256"] == tok.weights_hash()
 
-    recipe = load_recipe("train_maskgit")
-    out = tmp_path / "run"
-    reset_accelerate()
-    try:
-        code = recipe.main(["--config", str(ROOT / "recipes" / "configs" / "maskgit" / "fashion_mnist_debug.yaml"),
-                            f"output_dir={out}", "max_steps=2", "data.debug_images=0", f"data.train={shards}",
-                            "log.tensorboard=false"])
-    finally:
-        reset_accelerate()
-    assert code == 0, capsys.readouterr().err
-    cfg = MaskGIT.from_pretrained(out / "maskgit").config
+    cfg = train_maskgit_on(shards, tmp_path / "run", capsys).config
     assert cfg.grid == (8, 11) and cfg.codebook_size == 2016  # groups x frames as the token grid
     assert cfg.class_names == ("speaker0", "speaker1") and cfg.tokenizer_sha256 == tok.weights_hash()
