@@ -235,29 +235,13 @@ print("OK")
                        "local folder, or download the repo once online")
 
 
-def test_push_to_hub_uploads_the_saved_folder(saved, monkeypatch):
+def test_push_to_hub_uploads_the_saved_folder(saved, fake_hub):
     """push_to_hub goes through the mixin: same files as save_pretrained (the Hub API is faked, no network)."""
-    import huggingface_hub.hub_mixin as hub_mixin
-
-    uploaded = {}
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            return type("Url", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, repo_id, folder_path, **kwargs):
-            uploaded["files"] = sorted(os.listdir(folder_path))
-            uploaded["config"] = json.loads((Path(folder_path) / "config.json").read_text())
-            return f"https://huggingface.co/{repo_id}/commit/0"
-
-    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
     tok = saved["depth"][0]
     tok.push_to_hub("someone/tiny-depth")
-    assert uploaded["files"] == ["README.md", "config.json", "model.safetensors"]
-    assert uploaded["config"]["modality"] == "depth"
+    repo = fake_hub / "someone/tiny-depth"
+    assert sorted(os.listdir(repo)) == ["README.md", "config.json", "model.safetensors"]
+    assert json.loads((repo / "config.json").read_text())["modality"] == "depth"
 
 
 def test_config_must_match_the_class():

@@ -148,40 +148,13 @@ def small_pair() -> tuple[UViMStage1, UViMLM]:
     return s1, lm.eval()
 
 
-def test_a_pushed_lm_loads_back_from_the_hub_with_its_stage1(tmp_path, monkeypatch):
+def test_a_pushed_lm_loads_back_from_the_hub_with_its_stage1(tmp_path, fake_hub):
     """Issue 17 §2.4: push_to_hub re-saves a loaded LM; the repo must hold stage1/ and load back from the Hub
     (the Hub API and the download are faked from a local store: no network)."""
-    import shutil
-
-    import huggingface_hub.hub_mixin as hub_mixin
-
-    from fsqtok import hub
-
-    store = tmp_path / "hub"
-
-    class FakeApi:
-        def __init__(self, token=None):
-            pass
-
-        def create_repo(self, repo_id, private=None, exist_ok=False):
-            return type("Url", (), {"repo_id": repo_id})()
-
-        def upload_folder(self, repo_id, folder_path, **kwargs):
-            shutil.copytree(folder_path, store / repo_id)
-            return f"https://huggingface.co/{repo_id}/commit/0"
-
-    def download(repo_id, filename, subfolder=None, **kwargs):
-        path = store / repo_id / (subfolder or "") / filename
-        if not path.is_file():
-            raise AssertionError(f"asked the Hub for {repo_id}:{subfolder}/{filename}")
-        return str(path)
-
-    monkeypatch.setattr(hub_mixin, "HfApi", FakeApi)
-    monkeypatch.setattr(hub, "hf_hub_download", download)
     s1, lm = small_pair()
     lm.attach_stage1(s1).save_pretrained(tmp_path / "lm")
     UViMLM.from_pretrained(tmp_path / "lm").push_to_hub("me/uvim-lm")  # as Checkpointer.finish pushes
-    assert (store / "me/uvim-lm/stage1/model.safetensors").read_bytes() == (
+    assert (fake_hub / "me/uvim-lm/stage1/model.safetensors").read_bytes() == (
         tmp_path / "lm/stage1/model.safetensors").read_bytes()
     pipe = UViMPipeline.from_pretrained("me/uvim-lm")
     assert pipe.stage1.weights_hash() == s1.weights_hash() and pipe.lm.weights_hash() == lm.weights_hash()
